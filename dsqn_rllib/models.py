@@ -1,0 +1,503 @@
+"""Q-networks: DSQN (Chen et al. 2022), its DQN twin (Mnih et al. 2015), and MLP variants.
+
+All four share one interface::
+
+    net = DSQN(obs_shape=(4, 84, 84), num_actions=6, T=8, readout="max-mem")
+    q = net(obs)                           # (B, num_actions); uint8 obs are scaled by 1/255
+    q, stats = net(obs, return_stats=True) # + per-layer firing rates (spiking nets only)
+
+Layers live in ``net.layers`` (an ordered ``nn.ModuleDict``) in network order, so
+``net.modules()`` lists every ``nn.Conv2d``/``nn.Linear`` in the order data flows through them.
+
+A spiking network has no hidden state: each forward simulates T steps from V_0 = V_reset.
+The observation is a constant input current, so the first layer (the learnable encoder, whose
+LIF turns it into spikes) is computed once and held for all T steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from dsqn_rllib.neurons import (
+    NeuronParams,
+    Surrogate,
+    initial_membrane,
+    li_multistep,
+    li_step,
+    lif_constant_input,
+    lif_multistep,
+    lif_step,
+    parse_surrogate,
+)
+from dsqn_rllib.readouts import MEMBRANE_READOUTS, Readout, firing_rate, parse_readout
+
+
+class ConvSpec(NamedTuple):
+    """One convolution: ``out_channels`` C, ``kernel`` K, ``stride`` S (written "CcKsS")."""
+
+    out_channels: int
+    kernel: int
+    stride: int
+
+
+# Mnih et al. 2015 ("Nature CNN"): 32C8S4 - 64C4S2 - 64C3S1 - 512; DSQN keeps the same stack.
+NATURE_CONVS: tuple[ConvSpec, ...] = (ConvSpec(32, 8, 4), ConvSpec(64, 4, 2), ConvSpec(64, 3, 1))
+NATURE_HIDDEN = 512
+MLP_HIDDEN: tuple[int, ...] = (256, 256)
+
+
+class ExecutionPath(str, Enum):
+    """How a spiking network runs its T steps. Every path computes the same function."""
+
+    AUTO = "auto"
+    """The fastest measured path for the device (see ``resolve_execution_path``)."""
+    REFERENCE = "reference"
+    """Step by step: every layer at t = 1, then t = 2, ... Mirrors the equations."""
+    FOLDED = "folded"
+    """Layer by layer: each conv/linear runs once on all T steps folded into the batch, and
+    each LIF layer is one fused autograd node over T (hand-written backward)."""
+
+
+def parse_execution_path(name: str | ExecutionPath) -> ExecutionPath:
+    try:
+        return ExecutionPath(name)
+    except ValueError:
+        allowed = ", ".join(p.value for p in ExecutionPath)
+        raise ValueError(f"unknown execution path {name!r}; allowed: {allowed}") from None
+
+
+# Measured by benchmarks/bench_core.py (learner update, batch 32..512, T = 4 and 8): on a
+# 2-core x86 CPU the folded path beats the step loop at every size; on CUDA folding is what
+# removes T-fold kernel launches, so it is the default everywhere.
+_FASTEST_PATH: dict[str, ExecutionPath] = {
+    "cpu": ExecutionPath.FOLDED,
+    "cuda": ExecutionPath.FOLDED,
+}
+
+
+def resolve_execution_path(path: ExecutionPath, device: torch.device) -> ExecutionPath:
+    """``AUTO`` becomes the fastest measured path on ``device``; other paths stay as asked."""
+    if path is not ExecutionPath.AUTO:
+        return path
+    return _FASTEST_PATH.get(device.type, ExecutionPath.FOLDED)
+
+
+@dataclass(frozen=True)
+class SpikingConfig:
+    """Everything that makes a Q-network spiking. Defaults: the authors' DSQN code."""
+
+    # Simulation
+    T: int = 8
+    """Simulation steps per forward pass (the paper's default 8)."""
+    readout: Readout = Readout.MAX_MEM
+    """How Q is read from the output layer: last-mem, max-mem (paper's best), mean-mem,
+    or firing-rate (Liu et al. 2022)."""
+
+    # Neurons (see dsqn_rllib.neurons)
+    tau: float = 2.0
+    """Membrane time constant τ (>= 1)."""
+    v_threshold: float = 1.0
+    """Firing threshold V_th."""
+    v_reset: float = 0.0
+    """Reset / resting potential V_reset (= V_0)."""
+    surrogate: Surrogate = Surrogate.ATAN
+    """Surrogate gradient of the spike: atan (α = 2), sigmoid, rectangular."""
+    surrogate_alpha: float | None = None
+    """α of the surrogate; None takes its default."""
+    detach_reset: bool = True
+    """Detach the hard reset from the graph (the authors' code)."""
+
+    # Layers
+    bias: bool = True
+    """Biases in every conv/linear layer (the authors' code; the paper's text omits them)."""
+
+    # Execution
+    execution: ExecutionPath = ExecutionPath.AUTO
+    """reference (step loop), folded (T folded into the batch), or auto (fastest measured)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 1:
+            raise ValueError(f"T (simulation steps) must be an integer >= 1, got {self.T!r}")
+        object.__setattr__(self, "readout", parse_readout(self.readout))
+        object.__setattr__(self, "surrogate", parse_surrogate(self.surrogate))
+        object.__setattr__(self, "execution", parse_execution_path(self.execution))
+        self.neuron_params()  # validates τ, V_th, V_reset, α
+
+    def neuron_params(self) -> NeuronParams:
+        return NeuronParams(
+            tau=self.tau,
+            v_threshold=self.v_threshold,
+            v_reset=self.v_reset,
+            surrogate=self.surrogate,
+            surrogate_alpha=self.surrogate_alpha,
+            detach_reset=self.detach_reset,
+        )
+
+
+def spiking_config(config: SpikingConfig | None = None, **overrides: Any) -> SpikingConfig:
+    """``config`` (or the defaults) with ``overrides`` applied; unknown names are one line."""
+    names = {f.name for f in dataclasses.fields(SpikingConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown spiking option(s) {unknown}; allowed: {', '.join(sorted(names))}"
+        )
+    return dataclasses.replace(config or SpikingConfig(), **overrides)
+
+
+# ------------------------------------------------------------------------------------------------
+# Shapes, validation and layer construction shared by every network.
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_num_actions(num_actions: int) -> None:
+    if isinstance(num_actions, bool) or not isinstance(num_actions, int) or num_actions < 1:
+        raise ValueError(f"num_actions must be an integer >= 1, got {num_actions!r}")
+
+
+def _check_obs_shape(obs_shape: Sequence[int], rank: int, what: str) -> tuple[int, ...]:
+    shape = tuple(obs_shape)
+    if len(shape) != rank or not all(isinstance(d, int) and d >= 1 for d in shape):
+        raise ValueError(f"obs_shape must be {what} of positive integers, got {obs_shape!r}")
+    return shape
+
+
+def conv_output_size(size: int, spec: ConvSpec) -> int:
+    """Spatial size after an unpadded convolution."""
+    return (size - spec.kernel) // spec.stride + 1
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What accounting needs of one layer: its dense multiply-accumulates per sample and the
+    number of output units (the neurons of the LIF/ReLU that follows it)."""
+
+    name: str
+    macs: int
+    out_units: int
+
+
+@dataclass
+class ConvStack:
+    """Conv layers + hidden linear + head, with every size computed from the observation."""
+
+    layers: nn.ModuleDict
+    shapes: list[LayerShape] = field(default_factory=list)
+
+
+def build_conv_stack(
+    obs_shape: tuple[int, int, int],
+    num_actions: int,
+    bias: bool,
+    convs: Sequence[ConvSpec] = NATURE_CONVS,
+    hidden: int = NATURE_HIDDEN,
+) -> ConvStack:
+    channels, height, width = obs_shape
+    layers: dict[str, nn.Module] = {}
+    shapes: list[LayerShape] = []
+    for i, spec in enumerate(convs, start=1):
+        out_h, out_w = conv_output_size(height, spec), conv_output_size(width, spec)
+        if out_h < 1 or out_w < 1:
+            raise ValueError(
+                f"obs_shape {obs_shape} is too small for the conv stack "
+                f"({'-'.join(f'{c.out_channels}C{c.kernel}S{c.stride}' for c in convs)}): "
+                f"layer conv{i} gets {height}x{width}"
+            )
+        name = f"conv{i}"
+        layers[name] = nn.Conv2d(channels, spec.out_channels, spec.kernel, spec.stride, bias=bias)
+        units = spec.out_channels * out_h * out_w
+        shapes.append(LayerShape(name, units * channels * spec.kernel**2, units))
+        channels, height, width = spec.out_channels, out_h, out_w
+    flat = channels * height * width
+    layers["fc"] = nn.Linear(flat, hidden, bias=bias)
+    shapes.append(LayerShape("fc", flat * hidden, hidden))
+    layers["out"] = nn.Linear(hidden, num_actions, bias=bias)
+    shapes.append(LayerShape("out", hidden * num_actions, num_actions))
+    return ConvStack(nn.ModuleDict(layers), shapes)
+
+
+def build_mlp_stack(
+    obs_dim: int, num_actions: int, bias: bool, hidden_sizes: Sequence[int] = MLP_HIDDEN
+) -> ConvStack:
+    if not hidden_sizes or not all(isinstance(h, int) and h >= 1 for h in hidden_sizes):
+        raise ValueError(f"hidden_sizes must be positive integers, got {hidden_sizes!r}")
+    layers: dict[str, nn.Module] = {}
+    shapes: list[LayerShape] = []
+    sizes = [obs_dim, *hidden_sizes]
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
+        layers[f"fc{i}"] = nn.Linear(fan_in, fan_out, bias=bias)
+        shapes.append(LayerShape(f"fc{i}", fan_in * fan_out, fan_out))
+    layers["out"] = nn.Linear(sizes[-1], num_actions, bias=bias)
+    shapes.append(LayerShape("out", sizes[-1] * num_actions, num_actions))
+    return ConvStack(nn.ModuleDict(layers), shapes)
+
+
+class QNetwork(nn.Module):
+    """Base of every Q-network here: observation checks and scaling, layer bookkeeping."""
+
+    is_spiking: bool = False
+
+    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, stack: ConvStack) -> None:
+        super().__init__()
+        self.obs_shape = obs_shape
+        self.num_actions = num_actions
+        self.layers = stack.layers
+        self.layer_shapes: tuple[LayerShape, ...] = tuple(stack.shapes)
+
+    def prepare_obs(self, obs: Tensor) -> Tensor:
+        """Check ``obs`` is ``(B, *obs_shape)``; uint8 → float / 255, float used as given."""
+        if not isinstance(obs, Tensor):
+            raise ValueError(f"observation must be a torch.Tensor, got {type(obs).__name__}")
+        if obs.dim() != len(self.obs_shape) + 1 or tuple(obs.shape[1:]) != self.obs_shape:
+            expected = ", ".join(["B", *map(str, self.obs_shape)])
+            raise ValueError(f"observation shape {tuple(obs.shape)} does not match ({expected})")
+        dtype = self.layers["out"].weight.dtype
+        if obs.dtype == torch.uint8:
+            return obs.to(dtype) / 255.0
+        if obs.is_floating_point():
+            return obs.to(dtype)
+        raise ValueError(
+            f"observation dtype {obs.dtype} is not supported; use uint8 (scaled by 1/255) "
+            "or a floating-point dtype (used as given)"
+        )
+
+    @staticmethod
+    def _flatten_features(x: Tensor, layer: nn.Module) -> Tensor:
+        """Flatten conv feature maps ``(N, C, H, W)`` before a linear layer."""
+        return x.flatten(1) if isinstance(layer, nn.Linear) and x.dim() > 2 else x
+
+
+# ------------------------------------------------------------------------------------------------
+# Dense (ANN) twins
+# ------------------------------------------------------------------------------------------------
+
+
+class DenseQNetwork(QNetwork):
+    """ReLU after every layer but the last: the ANN the spiking nets are compared with."""
+
+    def forward(self, obs: Tensor) -> Tensor:
+        x = self.prepare_obs(obs)
+        layers = list(self.layers.values())
+        for layer in layers[:-1]:
+            x = torch.relu(layer(self._flatten_features(x, layer)))
+        return layers[-1](x)
+
+
+class DQN(DenseQNetwork):
+    """Mnih et al. 2015: ``32C8S4-ReLU-64C4S2-ReLU-64C3S1-ReLU-512-ReLU-N``."""
+
+    def __init__(self, obs_shape: Sequence[int], num_actions: int, bias: bool = True) -> None:
+        shape = _check_obs_shape(obs_shape, 3, "(channels, height, width)")
+        _check_num_actions(num_actions)
+        super().__init__(shape, num_actions, build_conv_stack(shape, num_actions, bias))  # type: ignore[arg-type]
+
+
+class MLP(DenseQNetwork):
+    """The ANN twin of ``SpikingMLP`` for vector observations: ``obs-H-ReLU-H-ReLU-N``."""
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        bias: bool = True,
+        hidden_sizes: Sequence[int] = MLP_HIDDEN,
+    ) -> None:
+        shape = _check_obs_shape(obs_shape, 1, "(features,)")
+        _check_num_actions(num_actions)
+        super().__init__(
+            shape, num_actions, build_mlp_stack(shape[0], num_actions, bias, hidden_sizes)
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Spiking networks
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SpikeStats:
+    """Firing rates (spikes per neuron per step, averaged over the batch) of each LIF layer,
+    keyed by the layer that drives it; rates are detached 0-d tensors (no device sync)."""
+
+    rates: dict[str, Tensor]
+    neurons: dict[str, int]
+    T: int
+
+    def spikes_per_sample(self) -> float:
+        """Total spikes one inference emits, over all layers and T steps."""
+        return float(sum(self.rates[k].item() * self.neurons[k] * self.T for k in self.rates))
+
+
+class SpikingQNetwork(QNetwork):
+    """A stack of (layer → LIF) blocks ending in ``out`` → LI + a membrane readout, or in
+    ``out`` applied to the mean firing rate (the firing-rate readout)."""
+
+    is_spiking = True
+
+    def __init__(
+        self, obs_shape: tuple[int, ...], num_actions: int, stack: ConvStack, config: SpikingConfig
+    ) -> None:
+        super().__init__(obs_shape, num_actions, stack)
+        self.config = config
+        self.neuron = config.neuron_params()
+        self.T = config.T
+        self.readout = config.readout
+        # Units of each LIF layer, keyed by the layer whose current drives it.
+        self.spiking_neurons = {s.name: s.out_units for s in self.layer_shapes[:-1]}
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (
+            f"T={c.T}, readout={c.readout.value}, tau={c.tau}, v_threshold={c.v_threshold}, "
+            f"v_reset={c.v_reset}, surrogate={c.surrogate.value}, execution={c.execution.value}"
+        )
+
+    @property
+    def execution_path(self) -> ExecutionPath:
+        """The path forward takes on this network's current device."""
+        return resolve_execution_path(self.config.execution, self.layers["out"].weight.device)
+
+    def forward(
+        self, obs: Tensor, return_stats: bool = False
+    ) -> Tensor | tuple[Tensor, SpikeStats]:
+        x = self.prepare_obs(obs)
+        if self.execution_path is ExecutionPath.REFERENCE:
+            q, spikes = self._forward_reference(x)
+        else:
+            q, spikes = self._forward_folded(x)
+        if not return_stats:
+            return q
+        rates = {name: s.detach().mean() for name, s in spikes.items()}
+        return q, SpikeStats(rates, dict(self.spiking_neurons), self.T)
+
+    def _forward_folded(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Layer by layer over all T steps; returns Q and each LIF layer's ``[T, B, ...]``."""
+        T, batch = self.T, x.shape[0]
+        names = list(self.layers.keys())
+        encoder, hidden, head = names[0], names[1:-1], self.layers["out"]
+        s_seq = lif_constant_input(self.layers[encoder](x), T, self.neuron)
+        spikes = {encoder: s_seq}
+        for name in hidden:
+            layer = self.layers[name]
+            current = layer(self._flatten_features(s_seq.flatten(0, 1), layer))
+            s_seq = lif_multistep(current.unflatten(0, (T, batch)), self.neuron)
+            spikes[name] = s_seq
+        if self.readout is Readout.FIRING_RATE:
+            return head(firing_rate(s_seq)), spikes
+        v_seq = li_multistep(head(s_seq.flatten(0, 1)).unflatten(0, (T, batch)), self.neuron)
+        return MEMBRANE_READOUTS[self.readout](v_seq), spikes
+
+    def _forward_reference(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Step by step, the equations as written: every layer at t, then t + 1."""
+        p = self.neuron
+        names = list(self.layers.keys())
+        encoder_current = self.layers[names[0]](x)  # constant input: computed once
+        membranes: dict[str, Tensor | None] = dict.fromkeys(names, None)
+        spike_steps: dict[str, list[Tensor]] = {name: [] for name in names[:-1]}
+        out_steps: list[Tensor] = []
+        for _t in range(self.T):
+            s: Tensor | None = None
+            for name in names[:-1]:
+                layer = self.layers[name]
+                current = encoder_current if s is None else layer(self._flatten_features(s, layer))
+                v = membranes[name]
+                s, membranes[name] = lif_step(
+                    current, initial_membrane(current, p) if v is None else v, p
+                )
+                spike_steps[name].append(s)
+            assert s is not None
+            if self.readout is Readout.FIRING_RATE:
+                continue
+            current = self.layers["out"](s)
+            v_out = membranes["out"]
+            membranes["out"] = li_step(
+                current, initial_membrane(current, p) if v_out is None else v_out, p
+            )
+            out_steps.append(membranes["out"])  # type: ignore[arg-type]
+        spikes = {name: torch.stack(steps) for name, steps in spike_steps.items()}
+        if self.readout is Readout.FIRING_RATE:
+            return self.layers["out"](firing_rate(spikes[names[-2]])), spikes
+        return MEMBRANE_READOUTS[self.readout](torch.stack(out_steps)), spikes
+
+
+class DSQN(SpikingQNetwork):
+    """Chen et al. 2022: ``Input-32C8S4-LIF-64C4S2-LIF-64C3S1-LIF-Flatten-512-LIF-N-LI``.
+
+    Keywords are the fields of ``SpikingConfig`` (``T``, ``readout``, ``tau``, ``v_threshold``,
+    ``v_reset``, ``surrogate``, ``surrogate_alpha``, ``detach_reset``, ``bias``, ``execution``).
+    """
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        config: SpikingConfig | None = None,
+        **options: Any,
+    ) -> None:
+        shape = _check_obs_shape(obs_shape, 3, "(channels, height, width)")
+        _check_num_actions(num_actions)
+        cfg = spiking_config(config, **options)
+        stack = build_conv_stack(shape, num_actions, cfg.bias)  # type: ignore[arg-type]
+        super().__init__(shape, num_actions, stack, cfg)
+
+
+class SpikingMLP(SpikingQNetwork):
+    """DSQN's neurons and readouts on vector observations: ``obs-H-LIF-H-LIF-N-LI``."""
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        config: SpikingConfig | None = None,
+        hidden_sizes: Sequence[int] = MLP_HIDDEN,
+        **options: Any,
+    ) -> None:
+        shape = _check_obs_shape(obs_shape, 1, "(features,)")
+        _check_num_actions(num_actions)
+        cfg = spiking_config(config, **options)
+        stack = build_mlp_stack(shape[0], num_actions, cfg.bias, hidden_sizes)
+        super().__init__(shape, num_actions, stack, cfg)
+
+
+class ModelKind(str, Enum):
+    """The two families compared throughout the project."""
+
+    DSQN = "dsqn"
+    DQN = "dqn"
+
+
+def build_q_network(
+    model: str | ModelKind, obs_shape: Sequence[int], num_actions: int, **options: Any
+) -> QNetwork:
+    """DSQN/DQN for image observations (C, H, W); SpikingMLP/MLP for vectors (F,).
+
+    ``options`` are ``SpikingConfig`` fields (spiking only), ``bias``, and ``hidden_sizes``
+    (MLPs only).
+    """
+    try:
+        kind = ModelKind(model)
+    except ValueError:
+        raise ValueError(f"unknown model {model!r}; allowed: dsqn, dqn") from None
+    is_image = len(tuple(obs_shape)) == 3
+    if kind is ModelKind.DQN:
+        spiking_only = sorted(set(options) - {"bias", "hidden_sizes"})
+        if spiking_only:
+            raise ValueError(
+                f"option(s) {spiking_only} apply to the spiking model only (dqn takes bias)"
+            )
+        if is_image:
+            options.pop("hidden_sizes", None)
+            return DQN(obs_shape, num_actions, **options)
+        return MLP(obs_shape, num_actions, **options)
+    if is_image:
+        options.pop("hidden_sizes", None)
+        return DSQN(obs_shape, num_actions, **options)
+    return SpikingMLP(obs_shape, num_actions, **options)

@@ -1,0 +1,249 @@
+"""The networks: structure, readouts, state isolation, execution paths, bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from dsqn_rllib import DQN, DSQN, MLP, ExecutionPath, SpikingMLP, build_q_network
+from dsqn_rllib.models import SpikingQNetwork
+from dsqn_rllib.neurons import NeuronParams, initial_membrane, lif_step
+from dsqn_rllib.readouts import Readout, last_mem, max_mem, mean_mem
+
+ATARI = (4, 84, 84)
+
+
+def amplify(net: nn.Module, factor: float = 6.0) -> nn.Module:
+    """Scale the default (small) weights so that every LIF layer fires, not just the first."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(factor)
+    return net
+
+
+def test_readouts_on_a_known_membrane_trace() -> None:
+    v = torch.tensor([[[1.0, -1.0]], [[3.0, 0.0]], [[2.0, -2.0]]])  # [T=3, B=1, A=2]
+    assert last_mem(v).tolist() == [[2.0, -2.0]]
+    assert max_mem(v).tolist() == [[3.0, 0.0]]
+    assert mean_mem(v).tolist() == [[2.0, -1.0]]
+
+
+def test_public_contract_shapes_and_layer_order() -> None:
+    net = DSQN(obs_shape=ATARI, num_actions=6, T=8, readout="max-mem")
+    q = net(torch.zeros(5, *ATARI))
+    assert q.shape == (5, 6)
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert [type(m).__name__ for m in layers] == ["Conv2d", "Conv2d", "Conv2d", "Linear", "Linear"]
+    assert [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in layers[:3]] == [
+        (32, 8, 4),
+        (64, 4, 2),
+        (64, 3, 1),
+    ]
+    assert (layers[3].in_features, layers[3].out_features) == (64 * 7 * 7, 512)
+    assert (layers[4].in_features, layers[4].out_features) == (512, 6)
+    dqn_layers = [
+        m
+        for m in DQN(obs_shape=ATARI, num_actions=6).modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    assert [tuple(m.weight.shape) for m in dqn_layers] == [tuple(m.weight.shape) for m in layers]
+
+
+@pytest.mark.parametrize("obs_shape", [(4, 84, 84), (1, 84, 84), (3, 84, 84), (2, 64, 96)])
+def test_layer_sizes_follow_the_observation_shape(obs_shape: tuple[int, int, int]) -> None:
+    for net in (DSQN(obs_shape, 3, T=2), DQN(obs_shape, 3)):
+        q = net(torch.rand(2, *obs_shape))
+        assert q.shape == (2, 3)
+
+
+def test_bias_option_removes_every_bias() -> None:
+    net = DSQN(ATARI, 4, bias=False)
+    assert all(
+        getattr(m, "bias", None) is None
+        for m in net.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    )
+    assert all(
+        m.bias is not None
+        for m in DSQN(ATARI, 4).modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    )
+
+
+def test_uint8_observations_are_scaled_and_float_used_as_given() -> None:
+    torch.manual_seed(0)
+    net = amplify(DSQN(ATARI, 6))
+    frames = torch.randint(0, 256, (3, *ATARI), dtype=torch.uint8)
+    torch.testing.assert_close(net(frames), net(frames.float() / 255.0))
+    assert not torch.allclose(net(frames), net(frames.float()))
+
+
+@pytest.mark.parametrize("readout", [r.value for r in Readout])
+def test_gradient_reaches_every_layer(readout: str) -> None:
+    torch.manual_seed(0)
+    net = amplify(DSQN(ATARI, 6, readout=readout))  # every layer active
+    net(torch.rand(4, *ATARI)).sum().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum().item() > 0, f"no gradient reached {name}"
+
+
+@pytest.mark.parametrize("execution", ["reference", "folded"])
+def test_no_hidden_state_repeat_calls_and_batch_independence(execution: str) -> None:
+    torch.manual_seed(0)
+    net = amplify(DSQN(ATARI, 6, execution=execution)).double()
+    obs = torch.rand(4, *ATARI, dtype=torch.float64)
+    first = net(obs)
+    torch.testing.assert_close(net(obs), first, rtol=0, atol=0)
+    # A sample's Q does not depend on what else is in its batch.
+    alone = net(obs[2:3])
+    with_others = net(torch.cat([torch.rand(3, *ATARI, dtype=torch.float64), obs[2:3]]))[-1:]
+    torch.testing.assert_close(alone, first[2:3], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(with_others, first[2:3], rtol=1e-9, atol=1e-9)
+
+
+def _q_and_grads(
+    net: SpikingQNetwork, obs: torch.Tensor, path: str
+) -> tuple[torch.Tensor, list[torch.Tensor], dict]:
+    object.__setattr__(net.config, "execution", ExecutionPath(path))
+    net.zero_grad()
+    q, stats = net(obs, return_stats=True)
+    (q * torch.linspace(-1, 1, q.numel(), dtype=q.dtype).view_as(q)).sum().backward()
+    return (
+        q.detach(),
+        [p.grad.clone() for p in net.parameters()],
+        {k: v.item() for k, v in stats.rates.items()},
+    )
+
+
+@pytest.mark.parametrize(
+    ("readout", "surrogate"),
+    list(itertools.product([r.value for r in Readout], ["atan", "sigmoid", "rectangular"])),
+)
+def test_reference_and_folded_paths_agree(readout: str, surrogate: str) -> None:
+    # float64 so that a threshold crossing never flips between two summation orders.
+    torch.manual_seed(0)
+    net = amplify(
+        DSQN(
+            ATARI,
+            6,
+            T=6,
+            readout=readout,
+            surrogate=surrogate,
+            tau=1.5,
+            v_reset=-0.2,
+            detach_reset=False,
+        )
+    ).double()
+    obs = torch.rand(3, *ATARI, dtype=torch.float64)
+    q_ref, g_ref, rates_ref = _q_and_grads(net, obs, "reference")
+    q_fast, g_fast, rates_fast = _q_and_grads(net, obs, "folded")
+    assert all(rate > 0.01 for rate in rates_ref.values()), f"every layer must fire: {rates_ref}"
+    assert rates_fast == pytest.approx(rates_ref, abs=1e-12)
+    torch.testing.assert_close(q_fast, q_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_fast, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_float32_paths_agree_on_a_small_network() -> None:
+    torch.manual_seed(0)
+    net = amplify(SpikingMLP((8,), 3, hidden_sizes=(32, 32), readout="max-mem"), 3.0)
+    obs = torch.randn(16, 8)
+    q_ref, g_ref, _ = _q_and_grads(net, obs, "reference")
+    q_fast, g_fast, _ = _q_and_grads(net, obs, "folded")
+    torch.testing.assert_close(q_fast, q_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_fast, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_firing_rates_are_the_spike_means_of_each_layer() -> None:
+    torch.manual_seed(0)
+    net = amplify(DSQN(ATARI, 6, T=4)).double()
+    obs = torch.rand(2, *ATARI, dtype=torch.float64)
+    q_plain = net(obs)
+    q, stats = net(obs, return_stats=True)
+    torch.testing.assert_close(q, q_plain)
+    assert set(stats.rates) == {"conv1", "conv2", "conv3", "fc"}
+    # conv1's LIF recomputed by hand from its (constant) current.
+    current = net.layers["conv1"](obs)
+    p = NeuronParams()
+    v = initial_membrane(current, p)
+    total = 0.0
+    for _ in range(4):
+        s, v = lif_step(current, v, p)
+        total += s.mean().item()
+    assert stats.rates["conv1"].item() == pytest.approx(total / 4, abs=1e-12)
+    assert stats.neurons == {
+        "conv1": 32 * 20 * 20,
+        "conv2": 64 * 9 * 9,
+        "conv3": 64 * 7 * 7,
+        "fc": 512,
+    }
+    expected = sum(stats.rates[k].item() * stats.neurons[k] * 4 for k in stats.rates)
+    assert stats.spikes_per_sample() == pytest.approx(expected)
+
+
+def test_mlp_variants_and_factory() -> None:
+    assert isinstance(build_q_network("dsqn", (4,), 2), SpikingMLP)
+    assert isinstance(build_q_network("dqn", (4,), 2), MLP)
+    assert isinstance(build_q_network("dsqn", ATARI, 2, T=2), DSQN)
+    assert isinstance(build_q_network("dqn", ATARI, 2), DQN)
+    net = SpikingMLP(obs_shape=(4,), num_actions=2, T=4, readout="mean-mem", hidden_sizes=(16,))
+    assert net(torch.randn(7, 4)).shape == (7, 2)
+    assert MLP(obs_shape=(4,), num_actions=2)(torch.randn(7, 4)).shape == (7, 2)
+
+
+@pytest.mark.parametrize(
+    ("build", "fragment"),
+    [
+        (lambda: DSQN(ATARI, 6, T=0), "T (simulation steps) must be an integer >= 1"),
+        (lambda: DSQN(ATARI, 6, tau=0.9), "tau must be a number >= 1"),
+        (lambda: DSQN(ATARI, 6, v_threshold=0.0), "v_threshold must be greater than v_reset"),
+        (
+            lambda: DSQN(ATARI, 6, readout="min-mem"),
+            "unknown readout 'min-mem'; allowed: last-mem, max-mem",
+        ),
+        (lambda: DSQN(ATARI, 6, surrogate="tanh"), "unknown surrogate 'tanh'"),
+        (lambda: DSQN(ATARI, 0), "num_actions must be an integer >= 1"),
+        (lambda: DQN(ATARI, -2), "num_actions must be an integer >= 1"),
+        (lambda: DSQN((84, 84), 6), "obs_shape must be (channels, height, width)"),
+        (lambda: DSQN((4, 20, 20), 6), "too small for the conv stack"),
+        (lambda: DSQN(ATARI, 6, execution="gpu"), "unknown execution path 'gpu'"),
+        (lambda: DSQN(ATARI, 6, T8=4), "unknown spiking option(s) ['T8']"),
+        (lambda: build_q_network("snn", ATARI, 6), "unknown model 'snn'; allowed: dsqn, dqn"),
+        (lambda: build_q_network("dqn", ATARI, 6, T=4), "apply to the spiking model only"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(build, fragment: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError) as info:
+        build()
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("obs", "fragment"),
+    [
+        (
+            torch.zeros(2, 3, 84, 84),
+            "observation shape (2, 3, 84, 84) does not match (B, 4, 84, 84)",
+        ),
+        (torch.zeros(4, 84, 84), "observation shape (4, 84, 84) does not match (B, 4, 84, 84)"),
+        (
+            torch.zeros(2, 4, 84, 84, dtype=torch.int64),
+            "observation dtype torch.int64 is not supported",
+        ),
+        (
+            torch.zeros(2, 4, 84, 84, dtype=torch.bool),
+            "observation dtype torch.bool is not supported",
+        ),
+    ],
+)
+@pytest.mark.parametrize("model", [DSQN, DQN])
+def test_bad_observations_are_one_clear_line(obs: torch.Tensor, fragment: str, model: type) -> None:
+    with pytest.raises(ValueError) as info:
+        model(ATARI, 6)(obs)
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
