@@ -209,9 +209,8 @@ def _lif_forward_loop(x: Tensor, p: NeuronParams, constant_steps: int | None) ->
     """Charge-fire-reset over T steps; ``x`` is ``[T, N, ...]``, or ``[N, ...]`` held for
     ``constant_steps`` steps (a constant input current: the DSQN encoder layer).
 
-    Written for the CPU's sake as few whole-tensor ops per step, each writing in place into
-    the preallocated ``[T, ...]`` outputs: charge (one add), fire (one compare), reset (one
-    masked fill); the spikes are cast to float once for all T.
+    Written for the CPU's sake as three whole-tensor ops per step (charge, fire, reset), each
+    writing into a preallocated buffer: no allocation inside the loop.
     """
     T = x.shape[0] if constant_steps is None else constant_steps
     step_shape = x.shape[1:] if constant_steps is None else x.shape
@@ -219,15 +218,20 @@ def _lif_forward_loop(x: Tensor, p: NeuronParams, constant_steps: int | None) ->
     if p.v_reset != 0.0:
         drive = drive + p.v_reset / p.tau
     h_seq = x.new_empty((T, *step_shape))
-    fired_seq = torch.empty((T, *step_shape), dtype=torch.bool, device=x.device)
+    s_seq = x.new_empty((T, *step_shape))
     v = x.new_full(step_shape, p.v_reset)
+    v_reset = x.new_tensor(p.v_reset)
     for t in range(T):
         h = torch.add(
             drive if constant_steps is not None else drive[t], v, alpha=p.decay, out=h_seq[t]
         )
-        fired = torch.ge(h, p.v_threshold, out=fired_seq[t])  # Θ(0) = 1
-        v = h.masked_fill(fired, p.v_reset)  # hard reset
-    return LIFState(h_seq, fired_seq.to(x.dtype))
+        s = torch.ge(h, p.v_threshold, out=s_seq[t])  # Θ(H - V_th), Θ(0) = 1, as floats
+        # Hard reset V = H (1 - S) + V_reset S, computed so that V is exactly V_reset on a spike.
+        if p.v_reset == 0.0:
+            torch.addcmul(h, h, s, value=-1.0, out=v)
+        else:
+            torch.where(s.bool(), v_reset, h, out=v)
+    return LIFState(h_seq, s_seq)
 
 
 class _LIFMultiStep(torch.autograd.Function):
@@ -256,10 +260,10 @@ class _LIFMultiStep(torch.autograd.Function):
         h_seq, s_seq = ctx.saved_tensors
         p: NeuronParams = ctx.params
         surrogate_seq = SURROGATES[p.surrogate](h_seq - p.v_threshold, p.alpha)
-        carry_seq = 1 - s_seq  # dV_t/dH_t with the reset detached
+        # dV_t/dH_t · dH_{t+1}/dV_t = (1 - S_t)(1 - 1/τ) with the reset detached.
+        carry_seq = torch.sub(p.decay, s_seq, alpha=p.decay)
         if not p.detach_reset:
-            carry_seq = carry_seq + (p.v_reset - h_seq) * surrogate_seq
-        carry_seq = carry_seq.mul_(p.decay)  # · dH_{t+1}/dV_t
+            carry_seq.addcmul_(p.v_reset - h_seq, surrogate_seq, value=p.decay)
         grad_h_seq = grad_s_seq * surrogate_seq  # the direct part, dL/dS_t · g_t
         for t in range(grad_h_seq.shape[0] - 2, -1, -1):
             torch.addcmul(grad_h_seq[t], grad_h_seq[t + 1], carry_seq[t], out=grad_h_seq[t])
