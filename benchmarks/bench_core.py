@@ -112,9 +112,8 @@ def report(title: str, batch: int, medians: dict[str, float]) -> None:
 def run_device(
     device: torch.device, batches: list[int], infer_batches: list[int], Ts: list[int], rounds: int
 ) -> None:
-    print(
-        f"\n=== {device.type.upper()} ({torch.get_num_threads()} threads, torch {torch.__version__}) ==="
-    )
+    threads = torch.get_num_threads()
+    print(f"\n=== {device.type.upper()} ({threads} threads, torch {torch.__version__}) ===")
     torch.manual_seed(0)
     nets = {v.label: (v.build().to(device), v.build().to(device)) for v in variants(Ts)}
     for batch in batches:
