@@ -228,6 +228,7 @@ class FrameReplayBuffer:
         frame_shape: tuple[int, ...] = (84, 84),
         frame_stack: int = 4,
         seed: int | None = None,
+        frame_dtype: np.dtype | type = FRAME_DTYPE,
     ) -> None:
         config = ReplayConfig(capacity, tuple(frame_shape), frame_stack)
         _require_int("FrameReplayBuffer.num_streams", num_streams, 1)
@@ -247,7 +248,9 @@ class FrameReplayBuffer:
 
         rings = (num_streams, ring_capacity)
         # np.zeros maps untouched pages lazily: physical memory grows as the rings fill.
-        self.frames = np.zeros((*rings, *self.frame_shape), dtype=FRAME_DTYPE)
+        # uint8 for Atari pixels; float32 for vector observations (frame_stack 1).
+        self.frame_dtype = np.dtype(frame_dtype)
+        self.frames = np.zeros((*rings, *self.frame_shape), dtype=self.frame_dtype)
         self.actions = np.zeros(rings, dtype=ACTION_DTYPE)
         self.rewards = np.zeros(rings, dtype=REWARD_DTYPE)
         self.terminated = np.zeros(rings, dtype=bool)
@@ -315,8 +318,8 @@ class FrameReplayBuffer:
         if np.unique(stream_ids).size != stream_ids.size:
             raise ValueError(f"add_chunk: stream_ids must be distinct, got {stream_ids}")
         num_chunk_streams = stream_ids.size
-        if frames.dtype != FRAME_DTYPE:
-            raise ValueError(f"add_chunk: frames must be uint8, got {frames.dtype}")
+        if frames.dtype != self.frame_dtype:
+            raise ValueError(f"add_chunk: frames must be {self.frame_dtype}, got {frames.dtype}")
         if frames.ndim != 2 + len(self.frame_shape) or frames.shape[0] != num_chunk_streams:
             raise ValueError(
                 f"add_chunk: frames must have shape (E={num_chunk_streams}, L, "

@@ -1,0 +1,245 @@
+"""The training job's configuration: one dataclass, the paper's defaults, validated up front.
+
+Defaults are those of the DSQN authors' code (Chen et al. 2022), which follow the Nature DQN
+protocol (Mnih et al. 2015). ``validate`` runs before ``ray.init``: a bad value is one line
+naming the field, the value and what is allowed, and no actor ever starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from dsqn_rllib.models import ModelKind, SpikingConfig, spiking_config
+
+
+class ApiStack(str, Enum):
+    """Which RLlib stack trains the network."""
+
+    NEW = "new"
+    """RLModule + Learner + our throughput pipeline (the supported path)."""
+    OLD = "old"
+    """TorchModelV2 registered with ModelCatalog under RLlib's old-API-stack DQN."""
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; its message is one line for the user."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``dsqn train`` needs. Field docstrings double as the CLI's help."""
+
+    # Environment
+    game: str | None = "pong"
+    """Atari game: a paper short name (pong, space_invaders, ...) or any ALE ROM id."""
+    env: str | None = None
+    """A Gymnasium env id with vector observations (e.g. CartPole-v1); replaces the game."""
+    sticky_actions: bool = False
+    """Repeat the previous action with probability 0.25 (Machado et al. 2018)."""
+    max_episode_frames: int = 108_000
+    """Episode cap in emulator frames (30 minutes of play)."""
+
+    # Model
+    model: ModelKind = ModelKind.DSQN
+    """dsqn (spiking) or dqn (its ReLU twin): both run through the identical pipeline."""
+    spiking: SpikingConfig = field(default_factory=SpikingConfig)
+    """T, readout, τ, V_th, V_reset, surrogate, biases (ignored for dqn)."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layers of the MLP used for vector observations."""
+    api_stack: ApiStack = ApiStack.NEW
+    """new: RLModule + our pipeline; old: TorchModelV2 under RLlib's old-stack DQN."""
+
+    # DQN (authors' code)
+    lr: float = 2.5e-4
+    """Adam learning rate."""
+    adam_eps: float = 1.5e-4
+    """Adam ε (Dopamine's DQN value for lr 2.5e-4)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    train_batch_size: int = 128
+    """Transitions per gradient step."""
+    train_every: int = 4
+    """Env steps per gradient step (the replay ratio: one update of batch 128 per 4 steps)."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (frames stored once as uint8: ~7.1 GB at 1M)."""
+    learning_starts: int = 50_000
+    """Env steps collected before the first update."""
+    target_update_period: int = 10_000
+    """Env steps between target-network syncs."""
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.1
+    epsilon_decay_steps: int = 1_000_000
+    """ε decays linearly from epsilon_start to epsilon_end over this many env steps."""
+    double_q: bool = False
+    """Double-DQN targets (off in the paper)."""
+    loss: str = "mse"
+    """TD loss: mse (the authors' code) or huber."""
+    total_steps: int = 20_000_000
+    """Agent steps (env steps, 4 frames each on Atari) to train for."""
+
+    # Sampling and learning resources
+    num_env_runners: int = 2
+    """Ray actors stepping environments in parallel."""
+    envs_per_runner: int = 4
+    """Environments each runner steps in lockstep with batched inference."""
+    learner_device: str = "auto"
+    """auto (cuda when present), cpu or cuda."""
+    seed: int = 0
+
+    # Evaluation and checkpoints
+    eval_interval: int = 250_000
+    """Env steps between evaluations (0: none during training)."""
+    eval_episodes: int = 30
+    eval_epsilon: float = 0.05
+    checkpoint_interval: int = 250_000
+    """Env steps between checkpoints (the latest is kept, plus the best evaluated)."""
+    run_dir: str = "runs"
+    """Where runs write checkpoints and logs (one subfolder per run id)."""
+    run_id: str | None = None
+    """Name of this run (default: <model>-<game>-<time>)."""
+
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def is_atari(self) -> bool:
+        return self.env is None
+
+    def validate(self) -> TrainConfig:
+        """Raise ``ConfigError`` (one line) on the first bad value; return self when fine."""
+        if self.env is not None:
+            self.game = None
+        elif self.game is None:
+            raise ConfigError("give a --game (Atari) or an --env (Gymnasium id)")
+        if self.game is not None:
+            from dsqn_rllib.atari import resolve_game
+
+            try:
+                self.game = resolve_game(self.game)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+        else:
+            _check_gym_env(self.env)  # type: ignore[arg-type]
+        try:
+            self.model = ModelKind(self.model)
+        except ValueError:
+            raise ConfigError(f"model must be dsqn or dqn, got {self.model!r}") from None
+        try:
+            self.api_stack = ApiStack(self.api_stack)
+        except ValueError:
+            raise ConfigError(f"api_stack must be new or old, got {self.api_stack!r}") from None
+        if self.loss not in ("mse", "huber"):
+            raise ConfigError(f"loss must be mse or huber, got {self.loss!r}")
+        if self.learner_device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(
+                f"learner_device must be auto, cpu or cuda, got {self.learner_device!r}"
+            )
+        for name in ("lr", "adam_eps"):
+            _check_number(name, getattr(self, name), low=0.0, low_open=True)
+        _check_number("gamma", self.gamma, low=0.0, high=1.0)
+        for name in ("epsilon_start", "epsilon_end", "eval_epsilon"):
+            _check_number(name, getattr(self, name), low=0.0, high=1.0)
+        for name in ("train_batch_size", "train_every", "target_update_period", "total_steps"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("num_env_runners", "envs_per_runner", "eval_episodes", "max_episode_frames"):
+            _check_int(name, getattr(self, name), 1)
+        for name in (
+            "learning_starts",
+            "epsilon_decay_steps",
+            "eval_interval",
+            "checkpoint_interval",
+        ):
+            _check_int(name, getattr(self, name), 0)
+        _check_int("seed", self.seed, 0)
+        _check_int("buffer_size", self.buffer_size, self.train_batch_size)
+        if not self.hidden_sizes or not all(
+            isinstance(h, int) and h >= 1 for h in self.hidden_sizes
+        ):
+            raise ConfigError(f"hidden_sizes must be positive integers, got {self.hidden_sizes!r}")
+        if self.run_id is not None and (
+            not self.run_id or os.sep in self.run_id or self.run_id.startswith(".")
+        ):
+            raise ConfigError(
+                f"run_id must be a plain name without {os.sep!r}, got {self.run_id!r}"
+            )
+        return self
+
+    def with_spiking(self, **options: Any) -> TrainConfig:
+        """A copy whose spiking options are replaced (ValueError → ConfigError, one line)."""
+        try:
+            spiking = spiking_config(self.spiking, **options)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        return dataclasses.replace(self, spiking=spiking)
+
+    def epsilon_at(self, step: int) -> float:
+        """The exploration rate after ``step`` env steps (linear decay, then constant)."""
+        if self.epsilon_decay_steps == 0:
+            return self.epsilon_end
+        frac = min(1.0, step / self.epsilon_decay_steps)
+        return self.epsilon_start + frac * (self.epsilon_end - self.epsilon_start)
+
+    def model_options(self) -> dict[str, Any]:
+        """Keyword options of ``build_q_network`` for this config's model."""
+        options: dict[str, Any] = {"bias": self.spiking.bias}
+        if not self.is_atari:
+            options["hidden_sizes"] = tuple(self.hidden_sizes)
+        if self.model is ModelKind.DSQN:
+            options.update(
+                {f.name: getattr(self.spiking, f.name) for f in dataclasses.fields(SpikingConfig)}
+            )
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (enums as their values) for run records and checkpoints."""
+        out = dataclasses.asdict(self)
+        out["spiking"] = {
+            k: (v.value if isinstance(v, Enum) else v) for k, v in out["spiking"].items()
+        }
+        for key in ("model", "api_stack"):
+            out[key] = (
+                getattr(self, key).value if isinstance(getattr(self, key), Enum) else out[key]
+            )
+        out["hidden_sizes"] = list(self.hidden_sizes)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["spiking"] = SpikingConfig(**data.get("spiking", {}))
+        data["hidden_sizes"] = tuple(data.get("hidden_sizes", (256, 256)))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(
+    name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False
+) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bound = f"> {low}" if low_open else f">= {low}"
+        upper = "" if high == math.inf else f" and <= {high}"
+        raise ConfigError(f"{name} must be a number {bound}{upper}, got {value!r}")
+
+
+def _check_gym_env(env_id: str) -> None:
+    import gymnasium as gym
+
+    if env_id not in gym.registry:
+        import difflib
+
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise ConfigError(f"unknown Gymnasium env {env_id!r}{hint}")
+    space = gym.spec(env_id)
+    del space  # observation shape is checked when the env is built

@@ -1,0 +1,291 @@
+"""A sampling actor: E environments stepped in lockstep, one batched Q-network call per step.
+
+RLlib's ``SingleAgentEnvRunner`` turns every step into episode objects pushed through
+connector pipelines; at Atari rates that Python bookkeeping, not the network, is the cost.
+This runner keeps RLlib's actor contract (``EnvRunnerGroup`` creates, health-checks and
+restarts it; ``set_state`` takes the learner's weights) but samples like a classic DQN actor:
+
+    obs (E, 4, 84, 84) uint8 --Q-network (batched, no grad)--> ε-greedy actions --> env.step
+
+and returns *chunks* of plain numpy arrays in the layout of ``FrameReplayBuffer.add_chunk``
+(each frame once, uint8), plus the episodes it finished and the spike rates it saw.
+
+Atari envs are ``ale_py``'s C++ ``AtariVectorEnv``. The DQN protocol's training-only parts
+are applied here so that metrics can see the real game: life loss ends a *learning* episode
+(``terminated`` in the replay) while the game goes on, and rewards are sign-clipped for the
+replay while returns are summed unclipped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import ray
+import torch
+from ray.rllib.core import COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
+from ray.rllib.env.env_runner import EnvRunner
+from ray.rllib.utils.checkpoints import Checkpointable
+
+from dsqn_rllib.config import TrainConfig
+from dsqn_rllib.models import QNetwork
+from dsqn_rllib.replay import StreamTracker, newest_frames
+from dsqn_rllib.runtime import keep_freed_memory_mapped
+
+# Key under which the driver passes the TrainConfig to every actor (AlgorithmConfig.env_config).
+TRAIN_CONFIG_KEY = "dsqn_train_config"
+
+
+@dataclass
+class SampleChunk:
+    """What one ``sample_chunk`` call returns; arrays are (E, L, ...) in replay layout."""
+
+    stream_ids: np.ndarray
+    frames: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    episode_start: np.ndarray
+    valid: np.ndarray
+    # Finished episodes (whole games on Atari), unclipped returns, agent steps.
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+    # Mean firing rate per LIF layer over this chunk's inferences (empty for the DQN twin).
+    firing_rates: dict[str, float] = field(default_factory=dict)
+    spikes_per_inference: float = 0.0
+    worker_index: int = 0
+    weights_seq_no: int = 0
+    env_seconds: float = 0.0
+    inference_seconds: float = 0.0
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.actions.size)
+
+
+def make_training_env(cfg: TrainConfig, num_envs: int, seed: int) -> gym.vector.VectorEnv | Any:
+    """The vectorised training env: Atari in C++ (life loss and clipping left to the runner),
+    a Gymnasium id as a synchronous vector env. Both autoreset on the step after an end."""
+    if cfg.is_atari:
+        from dsqn_rllib.atari import AtariConfig, make_atari_vector_env
+
+        atari = AtariConfig(
+            game=cfg.game,  # type: ignore[arg-type]
+            sticky_action_prob=0.25 if cfg.sticky_actions else 0.0,
+            max_episode_frames=cfg.max_episode_frames,
+            terminal_on_life_loss=False,  # applied by the runner, so the game goes on
+            clip_rewards=False,  # clipped by the runner, so returns stay unclipped
+        )
+        return make_atari_vector_env(atari, num_envs, seed=seed, num_threads=1)
+    env = gym.make_vec(cfg.env, num_envs=num_envs, vectorization_mode="sync")  # type: ignore[arg-type]
+    env.reset(seed=seed)
+    return env
+
+
+class VectorEnvRunner(EnvRunner, Checkpointable):
+    """RLlib env-runner actor for ``PipelinedDQN``: lockstep envs, batched inference, chunks."""
+
+    def __init__(self, *, config: Any, **kwargs: Any) -> None:
+        super().__init__(config=config, **kwargs)
+        keep_freed_memory_mapped()
+        # One thread per runner: the cores belong to the learner and to the other runners.
+        torch.set_num_threads(1)
+        self.train_config = TrainConfig.from_dict(self.config.env_config[TRAIN_CONFIG_KEY])
+        self.num_envs = int(self.config.num_envs_per_env_runner)
+        index = max(1, self.worker_index or 1)
+        self.stream_ids = np.arange((index - 1) * self.num_envs, index * self.num_envs)
+        self._seed_value = int(self.train_config.seed * 10_007 + index * 1_000)
+        self._rng = np.random.default_rng(self._seed_value)
+        self._weights_seq_no = 0
+        self.env: Any = None
+        self.make_env()
+        self.make_module()
+
+    # --- RLlib EnvRunner contract ---------------------------------------------------------
+
+    def make_env(self) -> None:
+        if self.env is not None:
+            self.env.close()
+        self.env = make_training_env(self.train_config, self.num_envs, self._seed_value)
+        self._obs, info = self.env.reset(seed=self._seed_value)
+        self._lives = np.asarray(info.get("lives", np.zeros(self.num_envs)), dtype=np.int64)
+        self._tracker = StreamTracker(self.num_envs)
+        self._episode_start, self._valid = self._tracker.reset()
+        self._running_return = np.zeros(self.num_envs)
+        self._running_length = np.zeros(self.num_envs, dtype=np.int64)
+
+    def make_module(self) -> None:
+        spec = self.config.get_rl_module_spec(spaces=self.get_spaces(), inference_only=True)
+        self.module = spec.build()
+        self.module.eval()
+        self.net: QNetwork = self.module.net
+
+    def get_spaces(self) -> dict[str, tuple[gym.Space, gym.Space]]:
+        return {
+            DEFAULT_MODULE_ID: (self.env.single_observation_space, self.env.single_action_space)
+        }
+
+    def assert_healthy(self) -> None:
+        assert self.env is not None and self.module is not None
+
+    def sample(self, **kwargs: Any) -> SampleChunk:
+        return self.sample_chunk(**kwargs)
+
+    def get_metrics(self) -> dict:
+        return {}
+
+    def stop(self) -> None:
+        if self.env is not None:
+            self.env.close()
+
+    def get_state(
+        self, components: Any = None, *, not_components: Any = None, **kwargs: Any
+    ) -> dict:
+        return {
+            COMPONENT_RL_MODULE: {DEFAULT_MODULE_ID: self.module.get_state(inference_only=True)},
+            "weights_seq_no": self._weights_seq_no,
+        }
+
+    def set_state(self, state: dict) -> None:
+        module_state = state.get(COMPONENT_RL_MODULE)
+        if module_state is None:
+            return
+        if isinstance(module_state, ray.ObjectRef):  # EnvRunnerGroup.sync_weights sends refs
+            module_state = ray.get(module_state)
+        if DEFAULT_MODULE_ID in module_state:
+            module_state = module_state[DEFAULT_MODULE_ID]
+        self.module.set_state(module_state)
+        self._weights_seq_no = int(state.get("weights_seq_no", self._weights_seq_no + 1))
+
+    def get_ctor_args_and_kwargs(self) -> tuple[tuple, dict]:
+        return (), {"config": self.config}
+
+    # --- sampling -------------------------------------------------------------------------
+
+    def set_weights_and_sample(
+        self, weights: dict | None, weights_seq_no: int, num_steps: int, epsilon: float, stats: bool
+    ) -> SampleChunk:
+        """One remote call per chunk: take newer weights if given, then sample."""
+        if weights is not None and weights_seq_no > self._weights_seq_no:
+            self.module.set_state(weights)
+            self._weights_seq_no = weights_seq_no
+        return self.sample_chunk(num_steps=num_steps, epsilon=epsilon, stats=stats)
+
+    def sample_chunk(
+        self, num_steps: int = 32, epsilon: float = 1.0, stats: bool = True
+    ) -> SampleChunk:
+        """Step all E envs ``num_steps`` times with ε-greedy actions; rows for the replay."""
+        cfg = self.train_config
+        E, L = self.num_envs, num_steps
+        obs_shape = self._obs.shape[1:]
+        frame_shape = obs_shape[1:] if cfg.is_atari else obs_shape
+        frame_dtype = np.uint8 if cfg.is_atari else np.float32
+        frames = np.empty((E, L, *frame_shape), dtype=frame_dtype)
+        actions = np.empty((E, L), dtype=np.int64)
+        rewards = np.empty((E, L), dtype=np.float32)
+        terminated = np.empty((E, L), dtype=bool)
+        truncated = np.empty((E, L), dtype=bool)
+        episode_start = np.empty((E, L), dtype=bool)
+        valid = np.empty((E, L), dtype=bool)
+        returns: list[float] = []
+        lengths: list[int] = []
+        rate_sums: dict[str, float] = {}
+        spikes = 0.0
+        env_seconds = inference_seconds = 0.0
+
+        for t in range(L):
+            start = time.perf_counter()
+            greedy, step_rates, step_spikes = self._greedy_actions(self._obs, stats)
+            explore = self._rng.random(E) < epsilon
+            action = np.where(
+                explore, self._rng.integers(0, self.env.single_action_space.n, E), greedy
+            )
+            for name, rate in step_rates.items():
+                rate_sums[name] = rate_sums.get(name, 0.0) + rate
+            spikes += step_spikes
+            after_inference = time.perf_counter()
+            next_obs, reward, term, trunc, info = self.env.step(action)
+            env_seconds += time.perf_counter() - after_inference
+            inference_seconds += after_inference - start
+
+            reward = np.asarray(reward, dtype=np.float64)
+            term = np.asarray(term, dtype=bool)
+            trunc = np.asarray(trunc, dtype=bool)
+            learn_terminated = term.copy()
+            if cfg.is_atari:
+                lives = np.asarray(info["lives"], dtype=np.int64)
+                # DQN protocol: a lost life ends the *learning* episode; the game goes on.
+                life_lost = (lives < self._lives) & self._valid
+                learn_terminated |= life_lost
+                self._lives = lives
+            frames[:, t] = newest_frames(self._obs) if cfg.is_atari else self._obs
+            actions[:, t] = action
+            rewards[:, t] = np.sign(reward) if cfg.is_atari else reward
+            terminated[:, t] = learn_terminated
+            truncated[:, t] = trunc
+            episode_start[:, t] = self._episode_start
+            valid[:, t] = self._valid
+
+            # Episode accounting on real episodes (whole games), unclipped.
+            live = self._valid
+            self._running_return[live] += reward[live]
+            self._running_length[live] += 1
+            ended = (term | trunc) & live
+            for e in np.flatnonzero(ended):
+                returns.append(float(self._running_return[e]))
+                lengths.append(int(self._running_length[e]))
+                self._running_return[e] = 0.0
+                self._running_length[e] = 0
+            self._episode_start, self._valid = self._tracker.step(term, trunc)
+            self._obs = next_obs
+
+        steps = max(1, L)
+        return SampleChunk(
+            stream_ids=self.stream_ids,
+            frames=frames,
+            actions=actions,
+            rewards=rewards,
+            terminated=terminated,
+            truncated=truncated,
+            episode_start=episode_start,
+            valid=valid,
+            episode_returns=returns,
+            episode_lengths=lengths,
+            firing_rates={k: v / steps for k, v in rate_sums.items()},
+            spikes_per_inference=spikes / steps,
+            worker_index=int(self.worker_index or 0),
+            weights_seq_no=self._weights_seq_no,
+            env_seconds=env_seconds,
+            inference_seconds=inference_seconds,
+        )
+
+    def _greedy_actions(
+        self, obs: np.ndarray, stats: bool
+    ) -> tuple[np.ndarray, dict[str, float], float]:
+        with torch.inference_mode():
+            obs_t = torch.from_numpy(np.ascontiguousarray(obs))
+            if self.net.is_spiking and stats:
+                q, spike_stats = self.net(obs_t, return_stats=True)
+                rates = {k: float(v) for k, v in spike_stats.rates.items()}
+                return q.argmax(dim=1).numpy(), rates, spike_stats.spikes_per_sample()
+            return self.net(obs_t).argmax(dim=1).numpy(), {}, 0.0
+
+
+def replace_train_config(algo_config: Any, cfg: TrainConfig) -> None:
+    """Put ``cfg`` where every actor finds it (the AlgorithmConfig's env_config)."""
+    env_config = dict(algo_config.env_config or {})
+    env_config[TRAIN_CONFIG_KEY] = cfg.to_dict()
+    algo_config.env_config = env_config
+
+
+__all__ = [
+    "TRAIN_CONFIG_KEY",
+    "SampleChunk",
+    "VectorEnvRunner",
+    "make_training_env",
+    "replace_train_config",
+]

@@ -1,0 +1,153 @@
+"""RLlib's old API stack: the core as a ``TorchModelV2`` registered with ``ModelCatalog``.
+
+Registered names: ``"dsqn"`` (the spiking network) and ``"dqn-twin"`` (its ReLU twin); their
+options (T, readout, surrogate, tau, v_threshold, v_reset, detach_reset, bias, hidden_sizes)
+travel in ``model={"custom_model": ..., "custom_model_config": {...}}``.
+
+Old-stack DQN builds its model through ``ModelCatalog.get_model_v2(model_interface=
+DQNTorchModel, ...)`` and reads Q-values with ``get_q_value_distributions(model_out)``; with
+``hiddens=[]``, ``dueling=False`` and ``num_atoms=1`` that head is the identity, so ``forward``
+returns the Q-values themselves.
+
+Ray 2.60 bug, and its one-method fix (``OldStackDQN``): ``validate_buffer_config`` turns
+``replay_buffer_config["type"]`` into a class, then ``Algorithm.
+_create_local_replay_buffer_if_necessary`` evaluates ``"EpisodeReplayBuffer" in <class>`` and
+raises ``TypeError`` at setup. The old stack never uses episode buffers, so the override builds
+the configured (class-typed) buffer directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from ray.rllib.algorithms.dqn import DQN, DQNConfig
+from ray.rllib.algorithms.dqn.dqn_torch_model import DQNTorchModel
+from ray.rllib.models import ModelCatalog
+from ray.rllib.utils.from_config import from_config
+from ray.rllib.utils.replay_buffers import ReplayBuffer
+from ray.tune.registry import register_env
+
+from dsqn_rllib.config import TrainConfig
+from dsqn_rllib.models import ModelKind, QNetwork, build_q_network
+
+CUSTOM_MODEL_NAMES = {ModelKind.DSQN: "dsqn", ModelKind.DQN: "dqn-twin"}
+ENV_NAME = "dsqn_rllib_env"
+# DQNTorchModel's own keywords; everything else in the kwargs is custom_model_config.
+_DQN_HEAD_KEYWORDS = (
+    "q_hiddens",
+    "dueling",
+    "dueling_activation",
+    "num_atoms",
+    "use_noisy",
+    "v_min",
+    "v_max",
+    "sigma0",
+    "add_layer_norm",
+)
+
+
+class OldStackDQN(DQN):
+    """RLlib's DQN with the one setup method that crashes in Ray 2.60 replaced."""
+
+    def _create_local_replay_buffer_if_necessary(self, config: Any) -> ReplayBuffer | None:
+        buffer_config = config.get("replay_buffer_config")
+        if not buffer_config or buffer_config.get("no_local_replay_buffer"):
+            return None
+        return from_config(ReplayBuffer, buffer_config)
+
+
+class QNetworkModelV2(DQNTorchModel):
+    """``TorchModelV2`` whose forward is one of our Q-networks (no extra DQN head)."""
+
+    model_kind: ModelKind = ModelKind.DSQN
+
+    def __init__(
+        self,
+        obs_space: gym.Space,
+        action_space: gym.Space,
+        num_outputs: int,
+        model_config: dict,
+        name: str,
+        **kwargs: Any,
+    ) -> None:
+        head = {k: kwargs.pop(k) for k in list(kwargs) if k in _DQN_HEAD_KEYWORDS}
+        if head.get("q_hiddens") or head.get("dueling") or head.get("num_atoms", 1) != 1:
+            raise ValueError("QNetworkModelV2 needs hiddens=[], dueling=False, num_atoms=1")
+        super().__init__(obs_space, action_space, num_outputs, model_config, name, **head)
+        # What is left of kwargs is custom_model_config: the network's options.
+        self.net: QNetwork = build_q_network(
+            self.model_kind, tuple(obs_space.shape), int(action_space.n), **kwargs
+        )
+
+    def forward(self, input_dict: dict, state: list, seq_lens: Any) -> tuple[Any, list]:
+        return self.net(input_dict["obs"]), state
+
+
+class SpikingModelV2(QNetworkModelV2):
+    model_kind = ModelKind.DSQN
+
+
+class DenseTwinModelV2(QNetworkModelV2):
+    model_kind = ModelKind.DQN
+
+
+def register_models() -> None:
+    ModelCatalog.register_custom_model(CUSTOM_MODEL_NAMES[ModelKind.DSQN], SpikingModelV2)
+    ModelCatalog.register_custom_model(CUSTOM_MODEL_NAMES[ModelKind.DQN], DenseTwinModelV2)
+
+
+def _make_env(env_config: dict) -> gym.Env:
+    cfg = TrainConfig.from_dict(env_config["train_config"])
+    if cfg.is_atari:
+        from dsqn_rllib.atari import AtariConfig, make_atari_env
+
+        atari = AtariConfig(
+            game=cfg.game,
+            max_episode_frames=cfg.max_episode_frames,  # type: ignore[arg-type]
+            sticky_action_prob=0.25 if cfg.sticky_actions else 0.0,
+        )
+        return make_atari_env(atari, seed=cfg.seed + getattr(env_config, "worker_index", 0))
+    return gym.make(cfg.env)  # type: ignore[arg-type]
+
+
+def build_old_stack_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DQNConfig:
+    register_models()
+    register_env(ENV_NAME, _make_env)
+    options = cfg.model_options()
+    return (
+        DQNConfig(algo_class=OldStackDQN)
+        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+        .environment(ENV_NAME, env_config={"train_config": cfg.to_dict()})
+        .framework("torch")
+        .env_runners(
+            num_env_runners=cfg.num_env_runners,
+            num_envs_per_env_runner=cfg.envs_per_runner,
+            rollout_fragment_length=cfg.train_every,
+            exploration_config={
+                "type": "EpsilonGreedy",
+                "initial_epsilon": cfg.epsilon_start,
+                "final_epsilon": cfg.epsilon_end,
+                "epsilon_timesteps": max(1, cfg.epsilon_decay_steps),
+            },
+        )
+        .training(
+            model={"custom_model": CUSTOM_MODEL_NAMES[cfg.model], "custom_model_config": options},
+            hiddens=[],
+            dueling=False,
+            double_q=cfg.double_q,
+            num_atoms=1,
+            n_step=1,
+            lr=cfg.lr,
+            adam_epsilon=cfg.adam_eps,
+            gamma=cfg.gamma,
+            train_batch_size=cfg.train_batch_size,
+            target_network_update_freq=cfg.target_update_period,
+            num_steps_sampled_before_learning_starts=cfg.learning_starts,
+            td_error_loss_fn="huber" if cfg.loss == "huber" else "mse",
+            replay_buffer_config={"type": "MultiAgentReplayBuffer", "capacity": cfg.buffer_size},
+        )
+        .fault_tolerance(restart_failed_env_runners=True)
+        .reporting(min_time_s_per_iteration=iteration_seconds, min_sample_timesteps_per_iteration=0)
+        .debugging(seed=cfg.seed, log_level="ERROR")
+    )

@@ -1,0 +1,356 @@
+"""The training job: build the RLlib algorithm from a TrainConfig, run it, evaluate, checkpoint.
+
+    trainer = Trainer(TrainConfig(game="pong"))      # or Trainer.resume("runs/<id>")
+    summary = trainer.run()
+
+Evaluation (the paper's protocol, ``dsqn_rllib.evaluation``) runs as a Ray task on a frozen
+copy of the weights, overlapped with training; the best-evaluated weights are kept as
+``checkpoints/best`` next to ``checkpoints/latest``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+
+from dsqn_rllib.checkpoints import (
+    ALGORITHM_DIR,
+    LEARNER_DIR,
+    RunPaths,
+    read_checkpoint,
+    replace_dir,
+    write_checkpoint_files,
+)
+from dsqn_rllib.config import ApiStack, TrainConfig
+from dsqn_rllib.evaluation import EvalConfig, EvalResult, evaluate
+from dsqn_rllib.models import QNetwork, build_q_network
+
+
+@dataclass
+class TrainSummary:
+    run_id: str
+    run_dir: Path
+    env_steps: int
+    updates: int
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    best_eval_return: float = float("-inf")
+    seconds: float = 0.0
+
+
+@ray.remote(num_cpus=1)
+def _evaluate_task(
+    cfg_dict: dict, obs_shape: tuple, num_actions: int, state: dict, eval_cfg: EvalConfig
+) -> EvalResult:
+    torch.set_num_threads(1)
+    cfg = TrainConfig.from_dict(cfg_dict)
+    net = build_q_network(cfg.model, obs_shape, num_actions, **cfg.model_options())
+    net.load_state_dict(state)
+    return evaluate(net, cfg.game if cfg.is_atari else cfg.env, eval_cfg)  # type: ignore[arg-type]
+
+
+def ensure_ray(num_env_runners: int) -> None:
+    """Join the cluster given by RAY_ADDRESS, else start a local Ray (dashboard off, 127.0.0.1)."""
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        return
+    # Logical CPUs: one per runner, one for the evaluation task, the rest for the learner.
+    cpus = max(os.cpu_count() or 1, num_env_runners + 2)
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+
+
+class Trainer:
+    """Runs one training job to ``total_steps`` env steps (resumable)."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        run_dir: Path | None = None,
+        resume_from: Path | None = None,
+        resume_progress: dict | None = None,
+        out: Callable[[str], None] | None = None,
+    ) -> None:
+        self.cfg = cfg.validate()
+        self.out = out or (lambda line: print(line, flush=True))
+        if self.cfg.run_id is None:
+            name = self.cfg.game or str(self.cfg.env).lower().replace("/", "_")
+            self.cfg.run_id = f"{self.cfg.model.value}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.paths = RunPaths(run_dir or Path(self.cfg.run_dir) / self.cfg.run_id)
+        self.resume_from = resume_from
+        self.progress: dict[str, Any] = dict(resume_progress or {})
+        self.evaluations: list[dict[str, Any]] = list(self.progress.get("evaluations", []))
+        self.best_return = max((e["mean"] for e in self.evaluations), default=-math.inf)
+        self._pending_eval: tuple[ray.ObjectRef, int, dict] | None = None
+        self._next_eval = self._next_multiple(self.cfg.eval_interval)
+        self._next_checkpoint = self._next_multiple(self.cfg.checkpoint_interval)
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | Path,
+        *,
+        total_steps: int | None = None,
+        out: Callable[[str], None] | None = None,
+    ) -> Trainer:
+        """Continue the run whose checkpoint (or run directory) is ``path``."""
+        ckpt, cfg, progress = read_checkpoint(path)
+        if total_steps is not None:
+            cfg.total_steps = total_steps
+        run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        return cls(cfg, run_dir=run_dir, resume_from=ckpt, resume_progress=progress, out=out)
+
+    def _next_multiple(self, interval: int) -> int:
+        if interval <= 0:
+            return sys.maxsize
+        done = int(self.progress.get("env_steps", 0))
+        return (done // interval + 1) * interval
+
+    # --- main loop ---------------------------------------------------------------------------
+
+    def run(self) -> TrainSummary:
+        from dsqn_rllib.rllib.builder import build_algorithm_config
+
+        cfg = self.cfg
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        (self.paths.root / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        ensure_ray(cfg.num_env_runners)
+        algo = build_algorithm_config(cfg).build_algo()
+        self.algo = algo
+        self._spaces()
+        if self.resume_from is not None:
+            self._restore(self.resume_from)
+            self.out(
+                f"[{cfg.run_id}] resumed from {self.resume_from} at {self.env_steps:,} env steps"
+            )
+        started = time.time()
+        try:
+            while self.env_steps < cfg.total_steps:
+                result = algo.train()
+                report = self._report(result)
+                self._log(report)
+                self._collect_evaluation(block=False)
+                if self.env_steps >= self._next_eval and self._pending_eval is None:
+                    self._start_evaluation()
+                    self._next_eval = self._next_multiple(cfg.eval_interval)
+                if self.env_steps >= self._next_checkpoint:
+                    self.save(self.paths.latest)
+                    self._next_checkpoint = self._next_multiple(cfg.checkpoint_interval)
+            self._collect_evaluation(block=True)
+            if cfg.eval_interval > 0 and (
+                not self.evaluations or self.evaluations[-1]["env_steps"] < self.env_steps
+            ):
+                self._start_evaluation()
+                self._collect_evaluation(block=True)
+            self.save(self.paths.latest)
+        finally:
+            algo.stop()
+        return TrainSummary(
+            cfg.run_id or "",
+            self.paths.root,
+            self.env_steps,
+            self.updates,
+            self.evaluations,
+            self.best_return,
+            time.time() - started,
+        )
+
+    # --- algorithm access (both API stacks) ----------------------------------------------------
+
+    @property
+    def is_new_stack(self) -> bool:
+        return self.cfg.api_stack is ApiStack.NEW
+
+    def _spaces(self) -> None:
+        if self.is_new_stack:
+            obs_space, act_space = self.algo.spaces["default_policy"]
+        else:
+            policy = self.algo.get_policy()
+            obs_space, act_space = policy.observation_space, policy.action_space
+        self.obs_shape = tuple(int(d) for d in obs_space.shape)
+        self.num_actions = int(act_space.n)
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.progress.get("env_steps", 0))
+
+    @property
+    def updates(self) -> int:
+        return int(self.progress.get("updates", 0))
+
+    def online_state_dict(self) -> dict[str, torch.Tensor]:
+        """A CPU copy of the online Q-network's weights."""
+        if self.is_new_stack:
+            from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
+
+            state = self.algo.learner_group.get_state(
+                components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True
+            )[COMPONENT_LEARNER][COMPONENT_RL_MODULE]["default_policy"]
+            return {
+                k[len("net.") :]: torch.as_tensor(v).cpu()
+                for k, v in state.items()
+                if k.startswith("net.")
+            }
+        model = self.algo.get_policy().model
+        return {k: v.detach().cpu().clone() for k, v in model.net.state_dict().items()}
+
+    def online_network(self) -> QNetwork:
+        net = build_q_network(
+            self.cfg.model, self.obs_shape, self.num_actions, **self.cfg.model_options()
+        )
+        net.load_state_dict(self.online_state_dict())
+        return net.eval()
+
+    def _report(self, result: dict) -> dict[str, Any]:
+        if self.is_new_stack:
+            report = dict(result["dsqn"])
+        else:
+            runners = result.get("env_runners", {})
+            info = result.get("info", {}).get("learner", {}).get("default_policy", {})
+            stats = info.get("learner_stats", {})
+            steps = int(
+                result.get("num_env_steps_sampled_lifetime", result.get("num_env_steps_sampled", 0))
+            )
+            report = {
+                "env_steps": steps,
+                "updates": int(
+                    result.get("info", {}).get("num_agent_steps_trained", 0)
+                    // max(1, self.cfg.train_batch_size)
+                ),
+                "episode_return_mean": float(runners.get("episode_return_mean", math.nan)),
+                "td_loss": float(stats.get("mean_td_error", math.nan)),
+                "epsilon": self.cfg.epsilon_at(steps),
+                "env_steps_per_s": float(
+                    result.get("num_env_steps_sampled_throughput_per_sec", math.nan)
+                ),
+                "new_episode_returns": list(
+                    runners.get("hist_stats", {}).get("episode_reward", [])
+                ),
+            }
+        report["time"] = time.time()
+        report["run_id"] = self.cfg.run_id
+        self.progress["env_steps"] = int(report["env_steps"])
+        self.progress["updates"] = int(report.get("updates", 0))
+        self.progress["episodes"] = int(report.get("episodes", 0))
+        return report
+
+    def _log(self, report: dict[str, Any]) -> None:
+        with self.paths.metrics.open("a") as f:
+            f.write(json.dumps(report, default=float) + "\n")
+        frames = report.get("env_steps_per_s", 0.0) * (4 if self.cfg.is_atari else 1)
+        evaluated = (
+            f" | eval {self.evaluations[-1]['mean']:.1f} (best {self.best_return:.1f})"
+            if self.evaluations
+            else ""
+        )
+        self.out(
+            f"[{self.cfg.run_id}] step {self.env_steps:,}/{self.cfg.total_steps:,}"
+            f" | {report.get('env_steps_per_s', 0.0):,.0f} steps/s ({frames:,.0f} frames/s)"
+            f" | {report.get('updates_per_s', 0.0):,.1f} updates/s"
+            f" | return {report.get('episode_return_mean', math.nan):.1f}"
+            f" | ε {report.get('epsilon', math.nan):.3f}"
+            f" | loss {report.get('td_loss', math.nan):.4f}"
+            f"{evaluated}"
+        )
+
+    # --- evaluation ------------------------------------------------------------------------
+
+    def eval_config(self) -> EvalConfig:
+        cfg = self.cfg
+        return EvalConfig(
+            episodes=cfg.eval_episodes,
+            epsilon=cfg.eval_epsilon,
+            seed=cfg.seed + 1_000_003,
+            max_episode_frames=cfg.max_episode_frames,
+        )
+
+    def _start_evaluation(self) -> None:
+        state = self.online_state_dict()
+        ref = _evaluate_task.remote(
+            self.cfg.to_dict(), self.obs_shape, self.num_actions, state, self.eval_config()
+        )
+        self._pending_eval = (ref, self.env_steps, state)
+
+    def _collect_evaluation(self, block: bool) -> None:
+        if self._pending_eval is None:
+            return
+        ref, steps, state = self._pending_eval
+        ready, _ = ray.wait([ref], timeout=None if block else 0)
+        if not ready:
+            return
+        self._pending_eval = None
+        result: EvalResult = ray.get(ref)
+        record = {"env_steps": steps, "time": time.time(), **result.to_dict()}
+        self.evaluations.append(record)
+        self.progress["evaluations"] = self.evaluations
+        with self.paths.evaluations.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.out(
+            f"[{self.cfg.run_id}] evaluation at {steps:,} steps: mean {result.mean:.2f} "
+            f"± {result.std:.2f}, max {result.max:.1f} over {result.num_episodes} episodes"
+        )
+        if result.mean > self.best_return:
+            self.best_return = result.mean
+            self._save_model_only(self.paths.best, state, steps)
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def _progress_record(self, env_steps: int | None = None) -> dict[str, Any]:
+        return {
+            **self.progress,
+            "env_steps": self.env_steps if env_steps is None else env_steps,
+            "run_id": self.cfg.run_id,
+            "obs_shape": list(self.obs_shape),
+            "num_actions": self.num_actions,
+            "best_eval_return": self.best_return if math.isfinite(self.best_return) else None,
+            "saved_at": time.time(),
+        }
+
+    def save(self, path: Path) -> Path:
+        """Write a full checkpoint (learner/algorithm state included) atomically at ``path``."""
+        staging = path.with_name(path.name + ".tmp")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        if self.is_new_stack:
+            self.progress.update(self.algo.get_pipeline_state())
+            self.algo.learner_group.save_to_path(str((staging / LEARNER_DIR).resolve()))
+        else:
+            (staging / ALGORITHM_DIR).mkdir()
+            self.algo.save_checkpoint(str((staging / ALGORITHM_DIR).resolve()))
+        write_checkpoint_files(staging, self.cfg, self._progress_record(), self.online_network())
+        replace_dir(staging, path)
+        self.progress["last_checkpoint_time"] = time.time()
+        return path
+
+    def _save_model_only(self, path: Path, state: dict, steps: int) -> None:
+        staging = path.with_name(path.name + ".tmp")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        net = build_q_network(
+            self.cfg.model, self.obs_shape, self.num_actions, **self.cfg.model_options()
+        )
+        net.load_state_dict(state)
+        write_checkpoint_files(staging, self.cfg, self._progress_record(steps), net)
+        replace_dir(staging, path)
+
+    def _restore(self, ckpt: Path) -> None:
+        if self.is_new_stack:
+            self.algo.learner_group.restore_from_path(str((ckpt / LEARNER_DIR).resolve()))
+            self.algo.set_pipeline_state(self.progress)
+            self.algo._publish_weights()
+        else:
+            self.algo.load_checkpoint(str((ckpt / ALGORITHM_DIR).resolve()))
