@@ -108,7 +108,7 @@ def _convert(raw: str, default: Any, name: str) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
-        if default is None and name in ("surrogate_alpha",):
+        if default is None and name in ("surrogate_alpha", "stop_eval_return"):
             return float(raw)
         return raw
     except ValueError:

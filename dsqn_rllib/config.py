@@ -98,6 +98,8 @@ class TrainConfig:
     eval_epsilon: float = 0.05
     checkpoint_interval: int = 250_000
     """Env steps between checkpoints (the latest is kept, plus the best evaluated)."""
+    stop_eval_return: float | None = None
+    """Stop early once an evaluation's mean return reaches this value (None: never)."""
     run_dir: str = "runs"
     """Where runs write checkpoints and logs (one subfolder per run id)."""
     run_id: str | None = None
@@ -213,7 +215,7 @@ class TrainConfig:
         data["spiking"] = SpikingConfig(**data.get("spiking", {}))
         data["hidden_sizes"] = tuple(data.get("hidden_sizes", (256, 256)))
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in names}).validate()
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -137,7 +137,7 @@ class Trainer:
             )
         started = time.time()
         try:
-            while self.env_steps < cfg.total_steps:
+            while self.env_steps < cfg.total_steps and not self._reached_stop_return():
                 result = algo.train()
                 report = self._report(result)
                 self._log(report)
@@ -166,6 +166,10 @@ class Trainer:
             self.best_return,
             time.time() - started,
         )
+
+    def _reached_stop_return(self) -> bool:
+        target = self.cfg.stop_eval_return
+        return target is not None and self.best_return >= target
 
     # --- algorithm access (both API stacks) ----------------------------------------------------
 

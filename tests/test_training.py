@@ -1,0 +1,168 @@
+"""End to end through real Ray, RLlib and ale-py: the CLI as a user types it, fault tolerance,
+and proof that the spiking network learns."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from dsqn_rllib.checkpoints import load_network
+from dsqn_rllib.config import TrainConfig
+from dsqn_rllib.evaluation import EvalConfig, evaluate
+from dsqn_rllib.models import build_q_network
+
+pytestmark = pytest.mark.slow
+
+
+def atari_smoke(runners: int, envs: int) -> list[str]:
+    """Tiny Atari budgets: a few hundred agent steps, a small replay, a short simulation."""
+    return [
+        "--game", "pong", "--T", "2", "--num-env-runners", str(runners),
+        "--envs-per-runner", str(envs), "--total-steps", "640", "--learning-starts", "256",
+        "--train-batch-size", "8", "--train-every", "8", "--buffer-size", "4000",
+        "--target-update-period", "200", "--eval-interval", "0", "--checkpoint-interval", "320",
+    ]  # fmt: skip
+
+
+def dsqn(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Run the ``dsqn`` command as a user would (its own process, its own Ray)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dsqn_rllib.cli", *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, (
+        f"dsqn {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    )
+    return proc
+
+
+def progress_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "checkpoints" / "latest" / "progress.json").read_text())
+
+
+def test_atari_train_checkpoint_eval_and_resume_on_the_new_stack(tmp_path: Path) -> None:
+    out = dsqn("train", *atari_smoke(2, 2), "--run-dir", str(tmp_path), "--run-id", "pong-new")
+    run = tmp_path / "pong-new"
+    assert "done:" in out.stdout
+    progress = progress_of(run)
+    assert progress["env_steps"] >= 640 and progress["updates"] > 0
+    assert progress["obs_shape"] == [4, 84, 84] and progress["num_actions"] == 6
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["replay_size"] > 0 and lines[-1]["healthy_runners"] == 2
+    assert set(lines[-1]["firing_rates"]) == {"conv1", "conv2", "conv3", "fc"}
+    assert len(lines[-1]["steps_per_runner"]) == 2, "both env runners must have sampled"
+
+    gif = tmp_path / "episode.gif"
+    out = dsqn(
+        "eval", str(run), "--episodes", "2", "--max-episode-frames", "800", "--gif", str(gif)
+    )
+    assert "mean" in out.stdout and "over 2 episodes" in out.stdout
+    assert gif.stat().st_size > 0
+
+    # Resume by checkpoint: the step count continues from the checkpoint, not from zero.
+    before = progress["env_steps"]
+    dsqn("train", "--resume", str(run), "--total-steps", "1000")
+    after = progress_of(run)
+    assert after["env_steps"] >= 1000
+    resumed = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][
+        len(lines) :
+    ]
+    assert resumed and min(r["env_steps"] for r in resumed) > before
+
+
+def test_atari_train_and_eval_on_the_old_stack_torch_model_v2(tmp_path: Path) -> None:
+    # One runner with one env: the old stack's sampling is RLlib's own (slow) path.
+    dsqn(
+        "train",
+        *atari_smoke(1, 1),
+        "--api-stack",
+        "old",
+        "--run-dir",
+        str(tmp_path),
+        "--run-id",
+        "pong-old",
+    )
+    run = tmp_path / "pong-old"
+    progress = progress_of(run)
+    assert progress["env_steps"] >= 640
+    assert (run / "checkpoints" / "latest" / "algorithm").is_dir()
+    net, cfg, _ = load_network(run)
+    assert cfg.api_stack.value == "old" and net.is_spiking and net.T == 2
+    out = dsqn("eval", str(run), "--episodes", "1", "--max-episode-frames", "400")
+    assert "over 1 episodes" in out.stdout
+
+
+@pytest.fixture
+def local_ray() -> object:
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_killed_env_runner_is_restarted_and_training_goes_on(local_ray: object) -> None:
+    from dsqn_rllib.rllib.builder import build_algorithm_config
+
+    cfg = TrainConfig(
+        env="CartPole-v1", num_env_runners=2, envs_per_runner=2, learning_starts=64,
+        train_batch_size=16, train_every=4, buffer_size=5000, hidden_sizes=(16, 16),
+    ).with_spiking(T=2).validate()  # fmt: skip
+    algo = build_algorithm_config(cfg, iteration_seconds=1.0).build_algo()
+    try:
+        for _ in range(3):
+            report = algo.train()["dsqn"]
+        assert report["healthy_runners"] == 2
+        pids = algo.env_runner_group.foreach_env_runner(
+            lambda runner: os.getpid(), local_env_runner=False
+        )
+        os.kill(pids[0], signal.SIGKILL)  # a real crash, not a polite stop
+        steps_at_kill = report["env_steps"]
+        restarted = False
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            report = algo.train()["dsqn"]
+            if report["runner_restarts"] >= 1 and report["healthy_runners"] == 2:
+                restarted = True
+                break
+        assert restarted, f"runner not restarted: {report}"
+        steps_after_restart = report["env_steps"]
+        for _ in range(3):
+            report = algo.train()["dsqn"]
+        assert report["env_steps"] > steps_after_restart > steps_at_kill
+        new_pids = algo.env_runner_group.foreach_env_runner(
+            lambda runner: os.getpid(), local_env_runner=False
+        )
+        assert pids[0] not in new_pids and len(new_pids) == 2
+    finally:
+        algo.stop()
+
+
+def test_spiking_mlp_learns_cartpole_through_the_full_pipeline(tmp_path: Path) -> None:
+    """Evaluation return rises from the random level (~20) to >= 150 (fixed seed)."""
+    cfg = TrainConfig(
+        env="CartPole-v1", model="dsqn", seed=0, num_env_runners=1, envs_per_runner=4,
+        hidden_sizes=(128, 128), lr=1e-3, train_batch_size=64, train_every=2, buffer_size=50_000,
+        learning_starts=1000, target_update_period=500, epsilon_decay_steps=5000, epsilon_end=0.02,
+        eval_interval=2500, eval_episodes=10, eval_epsilon=0.0, checkpoint_interval=0,
+        total_steps=40_000, stop_eval_return=150.0, run_dir=str(tmp_path), run_id="cartpole",
+    ).with_spiking(T=4)  # fmt: skip
+    untrained = build_q_network("dsqn", (4,), 2, **cfg.model_options())
+    random_level = evaluate(untrained, "CartPole-v1", EvalConfig(episodes=10, epsilon=0.0, seed=1))
+    assert random_level.mean < 50
+
+    from dsqn_rllib.train import Trainer
+
+    summary = Trainer(cfg).run()
+    ray.shutdown()
+    assert summary.best_eval_return >= 150, [e["mean"] for e in summary.evaluations]
+    net, _, _ = load_network(tmp_path / "cartpole" / "checkpoints" / "best")
+    again = evaluate(net, "CartPole-v1", EvalConfig(episodes=10, epsilon=0.0, seed=1000003))
+    assert again.mean >= 150
