@@ -124,6 +124,9 @@ def build_old_stack_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
             num_env_runners=cfg.num_env_runners,
             num_envs_per_env_runner=cfg.envs_per_runner,
             rollout_fragment_length=cfg.train_every,
+            # Our env already follows the DQN protocol; RLlib's "deepmind" wrapping would
+            # preprocess it a second time (and make observations channel-last).
+            preprocessor_pref=None,
             exploration_config={
                 "type": "EpsilonGreedy",
                 "initial_epsilon": cfg.epsilon_start,
