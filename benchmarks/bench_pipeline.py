@@ -49,7 +49,8 @@ def raw_env(game: str, num_envs: int, seconds: float) -> Throughput:
 def minimal_loop(cfg: TrainConfig, seconds: float, warmup_steps: int) -> Throughput:
     """The simplest correct DQN loop, in one process, with the same pieces and ratio."""
     E = cfg.envs_per_runner * cfg.num_env_runners
-    env = make_atari_vector_env(AtariConfig(game=cfg.game or "pong", terminal_on_life_loss=False), E, seed=0)
+    atari = AtariConfig(game=cfg.game or "pong", terminal_on_life_loss=False)
+    env = make_atari_vector_env(atari, E, seed=0)
     obs, _ = env.reset(seed=0)
     n = int(env.single_action_space.n)
     net = build_q_network(cfg.model, obs.shape[1:], n, **cfg.model_options())
@@ -72,18 +73,31 @@ def minimal_loop(cfg: TrainConfig, seconds: float, warmup_steps: int) -> Through
             greedy = net(torch.from_numpy(obs)).argmax(1).numpy()
         action = np.where(rng.random(E) < 0.1, rng.integers(0, n, E), greedy)
         next_obs, reward, term, trunc, _ = env.step(action)
-        replay.add_chunk(ids, newest_frames(obs)[:, None], action[:, None], np.sign(reward)[:, None].astype(np.float32),
-                         term[:, None], trunc[:, None], start_flags[:, None], valid[:, None])  # fmt: skip
+        replay.add_chunk(
+            ids,
+            newest_frames(obs)[:, None],
+            action[:, None],
+            np.sign(reward)[:, None].astype(np.float32),
+            term[:, None],
+            trunc[:, None],
+            start_flags[:, None],
+            valid[:, None],
+        )
         start_flags, valid = tracker.step(term, trunc)
         obs = next_obs
         steps += E
-        while steps >= cfg.learning_starts and updates < (steps - cfg.learning_starts) // cfg.train_every + 1:
+        due = (steps - cfg.learning_starts) // cfg.train_every + 1
+        while steps >= cfg.learning_starts and updates < due:
             b = replay.sample(cfg.train_batch_size)
-            q = net(torch.from_numpy(b.obs)).gather(1, torch.from_numpy(b.actions)[:, None]).squeeze(1)
+            q = (
+                net(torch.from_numpy(b.obs))
+                .gather(1, torch.from_numpy(b.actions)[:, None])
+                .squeeze(1)
+            )
             with torch.no_grad():
-                y = torch.from_numpy(b.rewards) + cfg.gamma * (1 - torch.from_numpy(b.terminated)) * target(
-                    torch.from_numpy(b.next_obs)
-                ).amax(1)
+                bootstrap = target(torch.from_numpy(b.next_obs)).amax(1)
+                done = torch.from_numpy(b.terminated)
+                y = torch.from_numpy(b.rewards) + cfg.gamma * (1 - done) * bootstrap
             loss = nn.functional.mse_loss(q, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -117,7 +131,9 @@ def pipeline(cfg: TrainConfig, seconds: float, warmup_steps: int) -> Throughput:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--game", default="pong")
     parser.add_argument("--models", default="dsqn,dqn")
     parser.add_argument("--T", type=int, default=8)
@@ -133,20 +149,33 @@ def main() -> None:
     raw = raw_env(args.game, E, min(10.0, args.seconds))
     print(f"raw AtariVectorEnv, {E} envs: {raw.env_steps_per_s:,.0f} env steps/s")
     for model in args.models.split(","):
-        cfg = TrainConfig(
-            game=args.game, model=model, num_env_runners=args.runners, envs_per_runner=args.envs,
-            train_batch_size=args.batch, train_every=args.train_every, learning_starts=args.learning_starts,
-            buffer_size=100_000, epsilon_decay_steps=1, epsilon_end=0.1,
-        ).with_spiking(T=args.T).validate()  # fmt: skip
+        cfg = (
+            TrainConfig(
+                game=args.game,
+                model=model,
+                num_env_runners=args.runners,
+                envs_per_runner=args.envs,
+                train_batch_size=args.batch,
+                train_every=args.train_every,
+                learning_starts=args.learning_starts,
+                buffer_size=100_000,
+                epsilon_decay_steps=1,
+                epsilon_end=0.1,
+            )
+            .with_spiking(T=args.T)
+            .validate()
+        )
         warmup = args.learning_starts + 2 * E * 32
         loop = minimal_loop(cfg, args.seconds, warmup)
         pipe = pipeline(cfg, args.seconds, warmup)
         label = f"{model}{f' T={args.T}' if model == 'dsqn' else ''}"
         print(f"\n{label}, batch {args.batch}, one update per {args.train_every} env steps:")
-        print(f"  minimal loop : {loop.env_steps_per_s:9,.1f} env steps/s {loop.updates_per_s:8,.2f} updates/s")
-        print(f"  dsqn train   : {pipe.env_steps_per_s:9,.1f} env steps/s {pipe.updates_per_s:8,.2f} updates/s")
-        print(f"  ratio        : {pipe.env_steps_per_s / loop.env_steps_per_s:9.2f}x env steps/s "
-              f"(raw env: {raw.env_steps_per_s / max(pipe.env_steps_per_s, 1e-9):,.0f}x above the pipeline)")  # fmt: skip
+        for name, t in (("minimal loop", loop), ("dsqn train", pipe)):
+            rates = f"{t.env_steps_per_s:9,.1f} env steps/s {t.updates_per_s:8,.2f} updates/s"
+            print(f"  {name:<13}: {rates}")
+        ratio = pipe.env_steps_per_s / loop.env_steps_per_s
+        headroom = raw.env_steps_per_s / max(pipe.env_steps_per_s, 1e-9)
+        print(f"  ratio        : {ratio:9.2f}x env steps/s (raw env steps {headroom:,.0f}x faster)")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ from ale_py.registration import rom_id_to_name
 from ale_py.vector_env import AtariVectorEnv
 from gymnasium.wrappers import FrameStackObservation
 
+from dsqn_rllib.checks import require_int
+
 gym.register_envs(ale_py)
 
 # The 17 games of Chen et al. 2022 (DSQN), short name -> gymnasium id of ale-py 0.12.
@@ -128,14 +130,6 @@ def num_actions(game: str, *, full_action_space: bool = False) -> int:
     return len(actions)
 
 
-def _require_int(name: str, value: object, minimum: int) -> None:
-    """Raise a one-line ``ValueError`` unless ``value`` is an int (not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
 @dataclass(frozen=True)
 class AtariConfig:
     """The Atari preprocessing protocol; the defaults are the DQN training protocol.
@@ -190,11 +184,11 @@ class AtariConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` with one line naming the first bad field."""
-        _require_int("AtariConfig.noop_max", self.noop_max, 0)
-        _require_int("AtariConfig.frame_skip", self.frame_skip, 1)
-        _require_int("AtariConfig.screen_size", self.screen_size, 1)
-        _require_int("AtariConfig.frame_stack", self.frame_stack, 1)
-        _require_int("AtariConfig.max_episode_frames", self.max_episode_frames, 1)
+        require_int("AtariConfig.noop_max", self.noop_max, 0)
+        require_int("AtariConfig.frame_skip", self.frame_skip, 1)
+        require_int("AtariConfig.screen_size", self.screen_size, 1)
+        require_int("AtariConfig.frame_stack", self.frame_stack, 1)
+        require_int("AtariConfig.max_episode_frames", self.max_episode_frames, 1)
         for name in (
             "full_action_space",
             "fire_reset",
@@ -463,8 +457,8 @@ def make_atari_vector_env(
     ``seed`` resets all envs once here with seeds ``seed, seed + 1, ...`` and seeds the action
     space. ``num_threads=0`` lets ALE choose its number of worker threads.
     """
-    _require_int("num_envs", num_envs, 1)
-    _require_int("num_threads", num_threads, 0)
+    require_int("num_envs", num_envs, 1)
+    require_int("num_threads", num_threads, 0)
     env = AtariVectorEnv(
         game=config.game,
         num_envs=num_envs,

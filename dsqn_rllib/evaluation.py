@@ -45,6 +45,7 @@ from dsqn_rllib.atari import (
     make_atari_vector_env,
     resolve_game,
 )
+from dsqn_rllib.checks import require_int
 
 # Parallel envs when EvalConfig.num_envs is None: enough to batch inference, few enough that
 # the last env to finish its quota does not leave the others idle for long.
@@ -71,14 +72,14 @@ class EvalConfig:
     """Parallel envs; None is min(episodes, 8). More envs than episodes are not created."""
 
     def __post_init__(self) -> None:
-        _require_int("EvalConfig.episodes", self.episodes, 1)
+        require_int("EvalConfig.episodes", self.episodes, 1)
         eps = self.epsilon
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 <= eps <= 1.0:
             raise ValueError(f"EvalConfig.epsilon must be in [0, 1], got {eps!r}")
-        _require_int("EvalConfig.seed", self.seed, 0)
-        _require_int("EvalConfig.max_episode_frames", self.max_episode_frames, 1)
+        require_int("EvalConfig.seed", self.seed, 0)
+        require_int("EvalConfig.max_episode_frames", self.max_episode_frames, 1)
         if self.num_envs is not None:
-            _require_int("EvalConfig.num_envs", self.num_envs, 1)
+            require_int("EvalConfig.num_envs", self.num_envs, 1)
 
     @property
     def resolved_num_envs(self) -> int:
@@ -90,14 +91,6 @@ class EvalConfig:
         """Episodes each env plays: ``episodes`` split as evenly as possible, first envs first."""
         base, extra = divmod(self.episodes, self.resolved_num_envs)
         return [base + (i < extra) for i in range(self.resolved_num_envs)]
-
-
-def _require_int(name: str, value: object, minimum: int) -> None:
-    """Raise a one-line ``ValueError`` unless ``value`` is an int (not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -223,7 +216,7 @@ def _torch_threads(num_threads: int | None) -> Iterator[None]:
     if num_threads is None:
         yield
         return
-    _require_int("torch_threads", num_threads, 1)
+    require_int("torch_threads", num_threads, 1)
     previous = torch.get_num_threads()
     torch.set_num_threads(num_threads)
     try:
@@ -344,7 +337,7 @@ class FrameSampler:
     """
 
     def __init__(self, max_frames: int) -> None:
-        _require_int("max_frames", max_frames, 2)
+        require_int("max_frames", max_frames, 2)
         self.max_frames = max_frames
         self.stride = 1
         self.seen = 0

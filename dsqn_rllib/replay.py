@@ -56,6 +56,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dsqn_rllib.checks import require_int
+
 # Storage dtype of each per-entry field (frames are uint8 pixels).
 FRAME_DTYPE = np.uint8
 ACTION_DTYPE = np.int64
@@ -72,14 +74,6 @@ _BYTES_PER_ENTRY_BESIDES_FRAME = (
 # one round usually suffices when a few candidates are rejected (final obs, the newest entry).
 _OVERDRAW = 1.25
 _MAX_REJECTION_ROUNDS = 1_000
-
-
-def _require_int(name: str, value: object, minimum: int) -> None:
-    """Raise a one-line ``ValueError`` unless ``value`` is an int (not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -100,8 +94,8 @@ class ReplayConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` with one line naming the first bad field."""
-        _require_int("ReplayConfig.capacity", self.capacity, 1)
-        _require_int("ReplayConfig.frame_stack", self.frame_stack, 1)
+        require_int("ReplayConfig.capacity", self.capacity, 1)
+        require_int("ReplayConfig.frame_stack", self.frame_stack, 1)
         if not self.frame_shape or any(
             isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1
             for size in self.frame_shape
@@ -175,7 +169,7 @@ class StreamTracker:
     """
 
     def __init__(self, num_envs: int) -> None:
-        _require_int("StreamTracker.num_envs", num_envs, 1)
+        require_int("StreamTracker.num_envs", num_envs, 1)
         self.num_envs = num_envs
         self.obs_is_final = np.zeros(num_envs, dtype=bool)
 
@@ -231,7 +225,7 @@ class FrameReplayBuffer:
         frame_dtype: np.dtype | type = FRAME_DTYPE,
     ) -> None:
         config = ReplayConfig(capacity, tuple(frame_shape), frame_stack)
-        _require_int("FrameReplayBuffer.num_streams", num_streams, 1)
+        require_int("FrameReplayBuffer.num_streams", num_streams, 1)
         ring_capacity = capacity // num_streams
         if ring_capacity < frame_stack + 1:
             raise ValueError(
@@ -396,7 +390,7 @@ class FrameReplayBuffer:
         is drawn proportionally more often), those that are no transition are rejected, and the
         missing ones are redrawn: the accepted ones are uniform over stored transitions.
         """
-        _require_int("sample: batch_size", batch_size, 1)
+        require_int("sample: batch_size", batch_size, 1)
         rng = self._rng if rng is None else rng
         first, count = self._candidate_windows()
         window_ends = np.cumsum(count)

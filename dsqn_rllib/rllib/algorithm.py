@@ -37,9 +37,12 @@ from dsqn_rllib.config import TrainConfig
 from dsqn_rllib.replay import FrameReplayBuffer
 from dsqn_rllib.rllib.env_runner import TRAIN_CONFIG_KEY, SampleChunk
 
-# Remote calls per runner kept in flight: one being sampled, one queued behind it.
-REQUESTS_IN_FLIGHT = 2
 SAMPLE_TAG = "dsqn_sample"
+# Chunk length bounds (steps per env per request), and the learner time one round of chunks
+# should cover once learning runs: short enough that actors act on fresh weights and the
+# replay ratio holds closely, long enough that a remote call carries real work.
+MAX_CHUNK_STEPS = 32
+CHUNK_LEARNER_SECONDS = 1.0
 
 
 @dataclass
@@ -92,7 +95,9 @@ class PipelinedDQN(DQN):
         )
         self.stats = PipelineStats()
         self._batch_rng = np.random.default_rng(cfg.seed + 17)
-        self._chunk_steps = 32 if cfg.is_atari else 16  # env steps per env per request
+        self._chunk_steps = MAX_CHUNK_STEPS  # env steps per env per request, adapted below
+        self._in_flight: dict[int, deque[int]] = {}  # runner id -> env steps of each request
+        self._update_seconds = 0.0  # EMA of one learner update
         self._weights_ref: ray.ObjectRef | None = None
         self._weights_seq_no = 0
         self._runner_seq_no: dict[int, int] = {}
@@ -133,16 +138,23 @@ class PipelinedDQN(DQN):
         cfg = self.train_config
         group = self.env_runner_group
         envs = self.config.num_envs_per_env_runner
-        in_flight_steps = group.num_in_flight_async_reqs(SAMPLE_TAG) * envs * self._chunk_steps
-        round_steps = max(1, group.num_healthy_remote_env_runners()) * envs * self._chunk_steps
+        runners = max(1, group.num_healthy_remote_env_runners())
+        self._chunk_steps = self._adapted_chunk_steps(runners * envs)
+        if group.num_in_flight_async_reqs(SAMPLE_TAG) == 0:
+            self._in_flight.clear()  # requests that failed inside a runner return nothing
+        in_flight_steps = sum(sum(q) for q in self._in_flight.values())
+        round_steps = runners * envs * self._chunk_steps
         updates = self.stats.updates - self._updates_at_start
         learner_horizon = self._learning_start_step + (updates + 1) * cfg.train_every
         if self.stats.env_steps + in_flight_steps >= learner_horizon + 2 * round_steps:
             return
         epsilon = cfg.epsilon_at(self.stats.env_steps)
         for runner_id in group.healthy_env_runner_ids():
+            pending = self._in_flight.setdefault(runner_id, deque())
+            if len(pending) >= self.config.max_requests_in_flight_per_env_runner:
+                continue
             send_weights = self._runner_seq_no.get(runner_id, 0) < self._weights_seq_no
-            group.foreach_env_runner_async(
+            made = group.foreach_env_runner_async(
                 "set_weights_and_sample",
                 tag=SAMPLE_TAG,
                 remote_worker_ids=[runner_id],
@@ -154,12 +166,26 @@ class PipelinedDQN(DQN):
                     "stats": True,
                 },
             )
+            if made:
+                pending.append(envs * self._chunk_steps)
+
+    def _adapted_chunk_steps(self, total_envs: int) -> int:
+        """Until learning starts, long chunks fill the replay fast; then one round of chunks
+        should cover about CHUNK_LEARNER_SECONDS of learner time."""
+        if self.stats.updates == self._updates_at_start or self._update_seconds <= 0:
+            return MAX_CHUNK_STEPS
+        updates_per_round = CHUNK_LEARNER_SECONDS / self._update_seconds
+        steps = updates_per_round * self.train_config.train_every / total_envs
+        return int(min(MAX_CHUNK_STEPS, max(1, round(steps))))
 
     def _ingest(self, timeout_s: float) -> None:
         results = self.env_runner_group.fetch_ready_async_reqs(
             tags=SAMPLE_TAG, timeout_seconds=timeout_s
         )
         for runner_id, chunk in results:
+            pending = self._in_flight.get(runner_id)
+            if pending:
+                pending.popleft()
             self._add_chunk(runner_id, chunk)
 
     def _add_chunk(self, runner_id: int, chunk: SampleChunk) -> None:
@@ -205,9 +231,14 @@ class PipelinedDQN(DQN):
                 "weights": np.ones(len(sample.actions), dtype=np.float32),
             }
         )
+        start = time.perf_counter()
         results = self.learner_group.update(
             batch=MultiAgentBatch({DEFAULT_MODULE_ID: batch}, env_steps=len(sample.actions)),
             timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self.stats.env_steps},
+        )
+        elapsed = time.perf_counter() - start
+        self._update_seconds = (
+            elapsed if self._update_seconds == 0 else 0.9 * self._update_seconds + 0.1 * elapsed
         )
         self.stats.updates += 1
         module_results = results[0].get(DEFAULT_MODULE_ID, {}) if results else {}
@@ -250,6 +281,7 @@ class PipelinedDQN(DQN):
         restored = env_runner_group.probe_unhealthy_env_runners() if self.config.is_online else []
         for runner_id in restored or []:
             self._runner_seq_no[runner_id] = 0
+            self._in_flight.pop(runner_id, None)  # its requests died with it
         self.stats.runner_restarts = env_runner_group.num_remote_worker_restarts()
         return list(restored or [])
 

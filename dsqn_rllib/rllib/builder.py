@@ -42,6 +42,10 @@ def build_algorithm_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
             num_cpus_per_env_runner=1,
             create_local_env_runner=False,
             max_requests_in_flight_per_env_runner=2,
+            # Our runners have no connector state; RLlib would otherwise fetch every runner's
+            # whole state (weights included) once per iteration, blocking the learner.
+            merge_env_runner_states=False,
+            broadcast_env_runner_states=False,
         )
         .learners(num_learners=0, num_gpus_per_learner=1 if learner_uses_gpu(cfg) else 0)
         .rl_module(
