@@ -3,6 +3,7 @@
     dsqn train --game pong [--model dqn] [--num-env-runners 8] [--T 4] ...   every TrainConfig field
     dsqn train --resume runs/<run-id>                                          continue a run
     dsqn eval CHECKPOINT [--episodes 30] [--epsilon 0.05] [--gif episode.gif]
+    dsqn report RUN                                                            PNG plots of a run
 
 Every value is checked before Ray starts; a bad one is a single ``dsqn: error: ...`` line.
 """
@@ -92,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--max-episode-frames", type=int, default=108_000)
     ev.add_argument("--gif", default=None, help="also record one episode to this GIF file")
+
+    rep = sub.add_parser(
+        "report", help="write PNG plots (return, firing rates, throughput) of a run"
+    )
+    rep.add_argument("run", help="run directory (runs/<run-id>)")
+    rep.add_argument("--out", default=None, help="folder for the PNGs (default: the run directory)")
     return parser
 
 
@@ -180,13 +187,20 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from dsqn_rllib.report import write_report
+
+    for path in write_report(args.run, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    commands = {"train": _train, "eval": _eval, "report": _report}
     try:
-        if args.command == "train":
-            return _train(args)
-        return _eval(args)
+        return commands[args.command](args)
     except ConfigError as err:  # raised only by checks that run before any Ray actor starts
         print(f"dsqn: error: {err}", file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ from dsqn_rllib.models import ModelKind
         (["train", "--resume", "/nonexistent/run"], "no dsqn checkpoint at '/nonexistent/run'"),
         (["eval", "/nonexistent/ckpt"], "no dsqn checkpoint at '/nonexistent/ckpt'"),
         (["eval", "/nonexistent/ckpt", "--episodes", "0"], "episodes"),
+        (["report", "/nonexistent/run"], "no metrics.jsonl with data in '/nonexistent/run'"),
     ],
 )
 def test_bad_values_are_one_line_before_ray_starts(

@@ -61,6 +61,10 @@ def test_atari_train_checkpoint_eval_and_resume_on_the_new_stack(tmp_path: Path)
     assert set(lines[-1]["firing_rates"]) == {"conv1", "conv2", "conv3", "fc"}
     assert len(lines[-1]["steps_per_runner"]) == 2, "both env runners must have sampled"
 
+    out = dsqn("report", str(run))
+    for name in ("returns.png", "firing_rates.png", "throughput.png"):
+        assert (run / name).stat().st_size > 1000 and name in out.stdout
+
     gif = tmp_path / "episode.gif"
     out = dsqn(
         "eval", str(run), "--episodes", "2", "--max-episode-frames", "800", "--gif", str(gif)
