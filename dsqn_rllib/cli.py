@@ -117,6 +117,8 @@ def _convert(raw: str, default: Any, name: str) -> Any:
             return float(raw)
         if default is None and name in ("surrogate_alpha", "stop_eval_return"):
             return float(raw)
+        if default is None and name == "metrics_port":
+            return int(raw)
         return raw
     except ValueError:
         kind = "integers" if isinstance(default, tuple) else type(default).__name__

@@ -98,6 +98,10 @@ class TrainConfig:
     eval_epsilon: float = 0.05
     checkpoint_interval: int = 250_000
     """Env steps between checkpoints (the latest is kept, plus the best evaluated)."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (0: any free port; None: off)."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds (0.0.0.0 to let a cluster's Prometheus scrape it)."""
     stop_eval_return: float | None = None
     """Stop early once an evaluation's mean return reaches this value (None: never)."""
     run_dir: str = "runs"
@@ -157,6 +161,10 @@ class TrainConfig:
         ):
             _check_int(name, getattr(self, name), 0)
         _check_int("seed", self.seed, 0)
+        if self.metrics_port is not None:
+            _check_int("metrics_port", self.metrics_port, 0)
+            if self.metrics_port > 65535:
+                raise ConfigError(f"metrics_port must be <= 65535, got {self.metrics_port}")
         _check_int("buffer_size", self.buffer_size, self.train_batch_size)
         if not self.hidden_sizes or not all(
             isinstance(h, int) and h >= 1 for h in self.hidden_sizes

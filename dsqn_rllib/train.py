@@ -33,7 +33,9 @@ from dsqn_rllib.checkpoints import (
     write_checkpoint_files,
 )
 from dsqn_rllib.config import ApiStack, TrainConfig
+from dsqn_rllib.energy import energy_report
 from dsqn_rllib.evaluation import EvalConfig, EvalResult, evaluate
+from dsqn_rllib.metrics import PrometheusExporter
 from dsqn_rllib.models import QNetwork, build_q_network
 
 
@@ -94,6 +96,7 @@ class Trainer:
         self.evaluations: list[dict[str, Any]] = list(self.progress.get("evaluations", []))
         self.best_return = max((e["mean"] for e in self.evaluations), default=-math.inf)
         self._pending_eval: tuple[ray.ObjectRef, int, dict] | None = None
+        self.exporter: PrometheusExporter | None = None
         self._next_eval = self._next_multiple(self.cfg.eval_interval)
         self._next_checkpoint = self._next_multiple(self.cfg.checkpoint_interval)
 
@@ -130,6 +133,7 @@ class Trainer:
         algo = build_algorithm_config(cfg).build_algo()
         self.algo = algo
         self._spaces()
+        self._start_metrics()
         if self.resume_from is not None:
             self._restore(self.resume_from)
             self.out(
@@ -157,6 +161,8 @@ class Trainer:
             self.save(self.paths.latest)
         finally:
             algo.stop()
+            if self.exporter is not None:
+                self.exporter.close()
         return TrainSummary(
             cfg.run_id or "",
             self.paths.root,
@@ -250,7 +256,40 @@ class Trainer:
         self.progress["episodes"] = int(report.get("episodes", 0))
         return report
 
+    def _start_metrics(self) -> None:
+        """The Prometheus endpoint, when asked for (before training, so scrapes see it all)."""
+        if self.cfg.metrics_port is None:
+            return
+        self._energy_net = build_q_network(
+            self.cfg.model, self.obs_shape, self.num_actions, **self.cfg.model_options()
+        )
+        labels = {
+            "run_id": self.cfg.run_id,
+            "game": self.cfg.game or self.cfg.env,
+            "model": self.cfg.model.value,
+            "readout": self.cfg.spiking.readout.value if self.cfg.model.value == "dsqn" else "none",
+        }
+        self.exporter = PrometheusExporter(labels, self.cfg.metrics_port, self.cfg.metrics_host)
+        self.out(
+            f"[{self.cfg.run_id}] metrics at http://{self.exporter.host}:{self.exporter.port}/metrics"
+        )
+
+    def _export(self, report: dict[str, Any]) -> None:
+        if self.exporter is None:
+            return
+        energy = twin = None
+        rates = report.get("firing_rates") or {}
+        if self._energy_net.is_spiking and rates:
+            energy_rep = energy_report(self._energy_net, rates)
+            energy, twin = energy_rep.energy_pj, energy_rep.ann_energy_pj
+        elif not self._energy_net.is_spiking:
+            energy = twin = energy_report(self._energy_net).energy_pj
+        self.exporter.record(
+            report, frame_skip=4 if self.cfg.is_atari else 1, energy_pj=energy, twin_energy_pj=twin
+        )
+
     def _log(self, report: dict[str, Any]) -> None:
+        self._export(report)
         with self.paths.metrics.open("a") as f:
             f.write(json.dumps(report, default=float) + "\n")
         frames = report.get("env_steps_per_s", 0.0) * (4 if self.cfg.is_atari else 1)
@@ -305,6 +344,8 @@ class Trainer:
             f"[{self.cfg.run_id}] evaluation at {steps:,} steps: mean {result.mean:.2f} "
             f"± {result.std:.2f}, max {result.max:.1f} over {result.num_episodes} episodes"
         )
+        if self.exporter is not None:
+            self.exporter.record_evaluation(result.mean, result.max)
         if result.mean > self.best_return:
             self.best_return = result.mean
             self._save_model_only(self.paths.best, state, steps)
@@ -337,6 +378,8 @@ class Trainer:
         write_checkpoint_files(staging, self.cfg, self._progress_record(), self.online_network())
         replace_dir(staging, path)
         self.progress["last_checkpoint_time"] = time.time()
+        if self.exporter is not None:
+            self.exporter.checkpoint_written()
         return path
 
     def _save_model_only(self, path: Path, state: dict, steps: int) -> None:

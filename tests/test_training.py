@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import ray
+from prometheus_client.parser import text_string_to_metric_families
 
 from dsqn_rllib.checkpoints import load_network
 from dsqn_rllib.config import TrainConfig
@@ -158,6 +160,7 @@ def test_spiking_mlp_learns_cartpole_through_the_full_pipeline(tmp_path: Path) -
         learning_starts=1000, target_update_period=500, epsilon_decay_steps=5000, epsilon_end=0.02,
         eval_interval=2500, eval_episodes=10, eval_epsilon=0.0, checkpoint_interval=0,
         total_steps=40_000, stop_eval_return=150.0, run_dir=str(tmp_path), run_id="cartpole",
+        metrics_port=0,
     ).with_spiking(T=4)  # fmt: skip
     untrained = build_q_network("dsqn", (4,), 2, **cfg.model_options())
     random_level = evaluate(untrained, "CartPole-v1", EvalConfig(episodes=10, epsilon=0.0, seed=1))
@@ -165,8 +168,42 @@ def test_spiking_mlp_learns_cartpole_through_the_full_pipeline(tmp_path: Path) -
 
     from dsqn_rllib.train import Trainer
 
-    summary = Trainer(cfg).run()
+    scrapes: list[str] = []
+    endpoint: list[str] = []
+
+    def progress(line: str) -> None:
+        """Scrape the run's Prometheus endpoint over HTTP after every progress line."""
+        print(line)
+        if "metrics at http://" in line:
+            endpoint.append(line.split("metrics at ")[1].strip())
+        elif endpoint:
+            with urllib.request.urlopen(endpoint[0], timeout=10) as response:
+                scrapes.append(response.read().decode())
+
+    summary = Trainer(cfg, out=progress).run()
     ray.shutdown()
+    assert endpoint and endpoint[0].startswith("http://127.0.0.1:")
+    samples = [s for f in text_string_to_metric_families(scrapes[-1]) for s in f.samples]
+    labels = {"run_id": "cartpole", "game": "CartPole-v1", "model": "dsqn", "readout": "max-mem"}
+
+    def value(name: str, **extra: str) -> float:
+        return next(s.value for s in samples if s.name == name and s.labels == {**labels, **extra})
+
+    last = [
+        json.loads(x) for x in (tmp_path / "cartpole" / "metrics.jsonl").read_text().splitlines()
+    ]
+    scraped_steps = value("dsqn_env_steps_total")
+    assert scraped_steps in {r["env_steps"] for r in last}  # a value the run really reported
+    assert value("dsqn_learner_updates_total") > 0 and value("dsqn_epsilon") < 1.0
+    assert 0 < value("dsqn_firing_rate", layer="fc1") < 1 and value("dsqn_spikes_per_inference") > 0
+    assert value("dsqn_energy_per_inference_picojoules") < value(
+        "dsqn_dqn_twin_energy_per_inference_picojoules"
+    )
+    assert (
+        value("dsqn_runner_env_steps_total", runner="1") == scraped_steps
+    )  # one runner did it all
+    names = {s.name for s in samples}
+    assert {"dsqn_eval_return_mean", "dsqn_td_loss", "dsqn_replay_occupancy_ratio"} <= names
     assert summary.best_eval_return >= 150, [e["mean"] for e in summary.evaluations]
     net, _, _ = load_network(tmp_path / "cartpole" / "checkpoints" / "best")
     again = evaluate(net, "CartPole-v1", EvalConfig(episodes=10, epsilon=0.0, seed=1000003))

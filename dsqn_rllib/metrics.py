@@ -1,0 +1,165 @@
+"""Metrics of a training run in the Prometheus data model, served by ``prometheus_client``.
+
+The driver (learner) process owns one ``PrometheusExporter``; after every training iteration
+the trainer hands it the pipeline report and it updates these series (namespace ``dsqn_``),
+labelled with ``run_id``, ``game``, ``model`` and ``readout`` (a handful of label sets per run;
+per-runner series carry a ``runner`` index, per-layer ones a ``layer`` name):
+
+    return       dsqn_episode_return, dsqn_episode_length, dsqn_episodes_total,
+                 dsqn_eval_return_mean, dsqn_eval_return_max
+    spikes       dsqn_firing_rate{layer}, dsqn_spikes_per_inference,
+                 dsqn_energy_per_inference_picojoules, dsqn_dqn_twin_energy_per_inference_picojoules
+    throughput   dsqn_env_steps_total, dsqn_env_frames_total, dsqn_env_steps_per_second,
+                 dsqn_runner_env_steps_total{runner}, dsqn_learner_updates_total,
+                 dsqn_learner_updates_per_second, dsqn_learner_samples_per_second,
+                 dsqn_weight_sync_seconds, dsqn_replay_size, dsqn_replay_occupancy_ratio
+    health       dsqn_td_loss, dsqn_q_mean, dsqn_q_max, dsqn_epsilon, dsqn_target_syncs_total,
+                 dsqn_runner_restarts_total, dsqn_seconds_since_checkpoint
+
+The endpoint binds 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+LABELS = ("run_id", "game", "model", "readout")
+
+
+class PrometheusExporter:
+    """Prometheus series of one run, served at ``http://host:port/metrics``."""
+
+    def __init__(self, labels: Mapping[str, str], port: int, host: str = "127.0.0.1") -> None:
+        self.labels = {k: str(labels[k]) for k in LABELS}
+        self.registry = CollectorRegistry()
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        self.port = int(self._server.server_port)
+        self.host = host
+        r = self.registry
+
+        def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(f"dsqn_{name}", doc, (*LABELS, *extra), registry=r)
+
+        def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"dsqn_{name}", doc, (*LABELS, *extra), registry=r)
+
+        self.episode_return = gauge(
+            "episode_return", "Mean unclipped return of the last 100 training episodes"
+        )
+        self.episode_length = gauge(
+            "episode_length", "Mean length (agent steps) of the last 100 training episodes"
+        )
+        self.episodes = counter("episodes", "Training episodes finished")
+        self.eval_mean = gauge("eval_return_mean", "Mean return of the latest evaluation")
+        self.eval_max = gauge("eval_return_max", "Max return of the latest evaluation")
+        self.firing_rate = gauge(
+            "firing_rate", "Spikes per neuron per step of a LIF layer", ("layer",)
+        )
+        self.spikes = gauge(
+            "spikes_per_inference", "Spikes one inference emits over all layers and T"
+        )
+        self.energy = gauge(
+            "energy_per_inference_picojoules", "Estimated energy of one inference (MACs + ACs)"
+        )
+        self.twin_energy = gauge(
+            "dqn_twin_energy_per_inference_picojoules",
+            "Energy of the same-shaped ReLU DQN (all MACs)",
+        )
+        self.env_steps = counter("env_steps", "Agent steps sampled by all env runners")
+        self.env_frames = counter("env_frames", "Emulator frames (agent steps x frame skip)")
+        self.env_rate = gauge("env_steps_per_second", "Agent steps per second, all runners")
+        self.runner_steps = counter(
+            "runner_env_steps", "Agent steps sampled by one env runner", ("runner",)
+        )
+        self.updates = counter("learner_updates", "Gradient updates of the learner")
+        self.update_rate = gauge(
+            "learner_updates_per_second", "Learner gradient updates per second"
+        )
+        self.sample_rate = gauge(
+            "learner_samples_per_second", "Replay samples trained on per second"
+        )
+        self.weight_sync = gauge(
+            "weight_sync_seconds", "Time of the last weight publication to the runners"
+        )
+        self.replay_size = gauge("replay_size", "Transitions in the replay memory")
+        self.replay_occupancy = gauge("replay_occupancy_ratio", "Replay size / capacity")
+        self.td_loss = gauge("td_loss", "TD loss of the last update")
+        self.q_mean = gauge("q_mean", "Mean Q of the taken actions in the last batch")
+        self.q_max = gauge("q_max", "Max Q of the taken actions in the last batch")
+        self.epsilon = gauge("epsilon", "Exploration rate of the env runners")
+        self.target_syncs = counter("target_syncs", "Target-network syncs")
+        self.restarts = counter("runner_restarts", "Env-runner actors restarted after a failure")
+        self.since_checkpoint = gauge(
+            "seconds_since_checkpoint", "Seconds since the last checkpoint"
+        )
+        self._last: dict[str, float] = {}
+        self._last_checkpoint = time.time()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def checkpoint_written(self) -> None:
+        self._last_checkpoint = time.time()
+
+    def _advance(self, counter: Counter, key: str, total: float, **extra: str) -> None:
+        """Counters only go up: add what ``total`` gained since the last report."""
+        delta = float(total) - self._last.get(key, 0.0)
+        if delta > 0:
+            counter.labels(**self.labels, **extra).inc(delta)
+        self._last[key] = max(self._last.get(key, 0.0), float(total))
+
+    def _set(self, gauge: Gauge, value: Any, **extra: str) -> None:
+        if value is None:
+            return
+        value = float(value)
+        if math.isfinite(value):
+            gauge.labels(**self.labels, **extra).set(value)
+
+    def record(
+        self,
+        report: Mapping[str, Any],
+        *,
+        frame_skip: int,
+        energy_pj: float | None = None,
+        twin_energy_pj: float | None = None,
+    ) -> None:
+        """Update every series from one iteration's pipeline report."""
+        self._advance(self.env_steps, "env_steps", report.get("env_steps", 0))
+        self._advance(self.env_frames, "env_frames", report.get("env_steps", 0) * frame_skip)
+        self._advance(self.updates, "updates", report.get("updates", 0))
+        self._advance(self.episodes, "episodes", report.get("episodes", 0))
+        self._advance(self.target_syncs, "target_syncs", report.get("target_syncs", 0))
+        self._advance(self.restarts, "restarts", report.get("runner_restarts", 0))
+        for runner, steps in report.get("steps_per_runner", {}).items():
+            self._advance(self.runner_steps, f"runner{runner}", steps, runner=str(runner))
+        self._set(self.env_rate, report.get("env_steps_per_s"))
+        self._set(self.update_rate, report.get("updates_per_s"))
+        self._set(self.sample_rate, report.get("samples_per_s"))
+        self._set(self.episode_return, report.get("episode_return_mean"))
+        self._set(self.episode_length, report.get("episode_length_mean"))
+        self._set(self.weight_sync, report.get("weight_sync_seconds"))
+        self._set(self.replay_size, report.get("replay_size"))
+        capacity = report.get("replay_capacity") or 0
+        if capacity:
+            self._set(self.replay_occupancy, report.get("replay_size", 0) / capacity)
+        self._set(self.td_loss, report.get("td_loss"))
+        self._set(self.q_mean, report.get("q_mean"))
+        self._set(self.q_max, report.get("q_max"))
+        self._set(self.epsilon, report.get("epsilon"))
+        for layer, rate in report.get("firing_rates", {}).items():
+            self._set(self.firing_rate, rate, layer=layer)
+        if report.get("firing_rates"):
+            self._set(self.spikes, report.get("spikes_per_inference"))
+        self._set(self.energy, energy_pj)
+        self._set(self.twin_energy, twin_energy_pj)
+        self._set(self.since_checkpoint, time.time() - self._last_checkpoint)
+
+    def record_evaluation(self, mean: float, maximum: float) -> None:
+        self._set(self.eval_mean, mean)
+        self._set(self.eval_max, maximum)
