@@ -195,6 +195,9 @@ def test_spiking_mlp_learns_cartpole_through_the_full_pipeline(tmp_path: Path) -
     scraped_steps = value("dsqn_env_steps_total")
     assert scraped_steps in {r["env_steps"] for r in last}  # a value the run really reported
     assert value("dsqn_learner_updates_total") > 0 and value("dsqn_epsilon") < 1.0
+    # Target syncs every 500 env steps once learning runs (from 1,000 steps on).
+    expected_syncs = (scraped_steps - 1000) // 500
+    assert expected_syncs - 2 <= value("dsqn_target_syncs_total") <= expected_syncs + 2
     assert 0 < value("dsqn_firing_rate", layer="fc1") < 1 and value("dsqn_spikes_per_inference") > 0
     assert value("dsqn_energy_per_inference_picojoules") < value(
         "dsqn_dqn_twin_energy_per_inference_picojoules"

@@ -20,6 +20,7 @@ RLlib's parts that are not on the hot path (``EnvRunnerGroup`` with its fault to
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -245,9 +246,10 @@ class PipelinedDQN(DQN):
         self.stats.last_loss = _peek(module_results, "qf_loss")
         self.stats.last_q_mean = _peek(module_results, "qf_mean")
         self.stats.last_q_max = _peek(module_results, "qf_max")
+        # After each update's reduce this is the number of syncs that update made (0 or 1).
         syncs = _peek(module_results, "num_target_updates")
-        if syncs == syncs:  # not NaN
-            self.stats.target_syncs = int(syncs)
+        if math.isfinite(syncs):
+            self.stats.target_syncs += int(syncs)
 
     # --- weights --------------------------------------------------------------------------
 
