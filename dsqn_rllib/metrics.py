@@ -8,7 +8,7 @@ per-runner series carry a ``runner`` index, per-layer ones a ``layer`` name):
     return       dsqn_episode_return, dsqn_episode_length, dsqn_episodes_total,
                  dsqn_eval_return_mean, dsqn_eval_return_max
     spikes       dsqn_firing_rate{layer}, dsqn_spikes_per_inference,
-                 dsqn_energy_per_inference_picojoules, dsqn_dqn_twin_energy_per_inference_picojoules
+                 dsqn_energy_per_inference_joules, dsqn_dqn_twin_energy_per_inference_joules
     throughput   dsqn_env_steps_total, dsqn_env_frames_total, dsqn_env_steps_per_second,
                  dsqn_runner_env_steps_total{runner}, dsqn_learner_updates_total,
                  dsqn_learner_updates_per_second, dsqn_learner_samples_per_second,
@@ -64,10 +64,10 @@ class PrometheusExporter:
             "spikes_per_inference", "Spikes one inference emits over all layers and T"
         )
         self.energy = gauge(
-            "energy_per_inference_picojoules", "Estimated energy of one inference (MACs + ACs)"
+            "energy_per_inference_joules", "Estimated energy of one inference (MACs + ACs)"
         )
         self.twin_energy = gauge(
-            "dqn_twin_energy_per_inference_picojoules",
+            "dqn_twin_energy_per_inference_joules",
             "Energy of the same-shaped ReLU DQN (all MACs)",
         )
         self.env_steps = counter("env_steps", "Agent steps sampled by all env runners")
@@ -156,8 +156,9 @@ class PrometheusExporter:
             self._set(self.firing_rate, rate, layer=layer)
         if report.get("firing_rates"):
             self._set(self.spikes, report.get("spikes_per_inference"))
-        self._set(self.energy, energy_pj)
-        self._set(self.twin_energy, twin_energy_pj)
+        # Prometheus wants base units: joules (values are ~1e-5 J per Atari inference).
+        self._set(self.energy, None if energy_pj is None else energy_pj * 1e-12)
+        self._set(self.twin_energy, None if twin_energy_pj is None else twin_energy_pj * 1e-12)
         self._set(self.since_checkpoint, time.time() - self._last_checkpoint)
 
     def record_evaluation(self, mean: float, maximum: float) -> None:

@@ -15,5 +15,11 @@ python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[dev]"
 
+# promtool (Debian's prometheus) lints the exported metrics in the tests.
+if ! command -v promtool >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; } \
+    || echo "test.sh: could not install prometheus; the promtool lint of the metrics is skipped"
+fi
+
 ruff check .
 python -m pytest -q "$@"

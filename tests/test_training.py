@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,17 +196,24 @@ def test_spiking_mlp_learns_cartpole_through_the_full_pipeline(tmp_path: Path) -
     scraped_steps = value("dsqn_env_steps_total")
     assert scraped_steps in {r["env_steps"] for r in last}  # a value the run really reported
     assert value("dsqn_learner_updates_total") > 0 and value("dsqn_epsilon") < 1.0
-    # Target syncs every 500 env steps once learning runs (from 1,000 steps on).
-    expected_syncs = (scraped_steps - 1000) // 500
-    assert expected_syncs - 2 <= value("dsqn_target_syncs_total") <= expected_syncs + 2
+    # A target sync once 500 env steps have passed since the last one, from 1,000 steps on;
+    # env steps arrive in chunks of up to 4 envs x 32 steps, so an interval is 500..628.
+    since_start = scraped_steps - 1000
+    assert since_start // 628 <= value("dsqn_target_syncs_total") <= since_start // 500 + 1
     assert 0 < value("dsqn_firing_rate", layer="fc1") < 1 and value("dsqn_spikes_per_inference") > 0
-    assert value("dsqn_energy_per_inference_picojoules") < value(
-        "dsqn_dqn_twin_energy_per_inference_picojoules"
+    assert value("dsqn_energy_per_inference_joules") < value(
+        "dsqn_dqn_twin_energy_per_inference_joules"
     )
     assert (
         value("dsqn_runner_env_steps_total", runner="1") == scraped_steps
     )  # one runner did it all
     names = {s.name for s in samples}
+    promtool = shutil.which("promtool")  # scripts/test.sh installs it (Debian's prometheus)
+    if promtool is not None:
+        lint = subprocess.run(
+            [promtool, "check", "metrics"], input=scrapes[-1], capture_output=True, text=True
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
     assert {"dsqn_eval_return_mean", "dsqn_td_loss", "dsqn_replay_occupancy_ratio"} <= names
     assert summary.best_eval_return >= 150, [e["mean"] for e in summary.evaluations]
     net, _, _ = load_network(tmp_path / "cartpole" / "checkpoints" / "best")
