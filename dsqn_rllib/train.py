@@ -185,7 +185,9 @@ class Trainer:
 
     def _spaces(self) -> None:
         if self.is_new_stack:
-            obs_space, act_space = self.algo.spaces["default_policy"]
+            from ray.rllib.core import DEFAULT_MODULE_ID
+
+            obs_space, act_space = self.algo.spaces[DEFAULT_MODULE_ID]
         else:
             policy = self.algo.get_policy()
             obs_space, act_space = policy.observation_space, policy.action_space
@@ -203,11 +205,11 @@ class Trainer:
     def online_state_dict(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the online Q-network's weights."""
         if self.is_new_stack:
-            from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
+            from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
 
             state = self.algo.learner_group.get_state(
                 components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True
-            )[COMPONENT_LEARNER][COMPONENT_RL_MODULE]["default_policy"]
+            )[COMPONENT_LEARNER][COMPONENT_RL_MODULE][DEFAULT_MODULE_ID]
             return {
                 k[len("net.") :]: torch.as_tensor(v).cpu()
                 for k, v in state.items()

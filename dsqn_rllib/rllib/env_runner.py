@@ -282,19 +282,3 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
                 rates = {k: float(v) for k, v in spike_stats.rates.items()}
                 return q.argmax(dim=1).numpy(), rates, spike_stats.spikes_per_sample()
             return self.net(obs_t).argmax(dim=1).numpy(), {}, 0.0
-
-
-def replace_train_config(algo_config: Any, cfg: TrainConfig) -> None:
-    """Put ``cfg`` where every actor finds it (the AlgorithmConfig's env_config)."""
-    env_config = dict(algo_config.env_config or {})
-    env_config[TRAIN_CONFIG_KEY] = cfg.to_dict()
-    algo_config.env_config = env_config
-
-
-__all__ = [
-    "TRAIN_CONFIG_KEY",
-    "SampleChunk",
-    "VectorEnvRunner",
-    "make_training_env",
-    "replace_train_config",
-]
