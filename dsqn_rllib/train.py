@@ -70,7 +70,9 @@ def ensure_ray(num_env_runners: int) -> None:
         return
     # Logical CPUs: one per runner, one for the evaluation task, the rest for the learner.
     cpus = max(os.cpu_count() or 1, num_env_runners + 2)
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+    # address="local": a fresh Ray of our own, even where `ray start` left a cluster on this
+    # machine (plain ray.init() would join it); joining one is what RAY_ADDRESS is for.
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True)
 
 
 class Trainer:

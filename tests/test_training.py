@@ -111,7 +111,7 @@ def test_atari_train_and_eval_on_the_old_stack_torch_model_v2(tmp_path: Path) ->
 
 @pytest.fixture
 def local_ray() -> object:
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
