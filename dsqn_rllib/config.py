@@ -77,6 +77,9 @@ class TrainConfig:
     """ε decays linearly from epsilon_start to epsilon_end over this many env steps."""
     double_q: bool = False
     """Double-DQN targets (off in the paper)."""
+    n_step: int = 1
+    """Env steps each TD target spans (1 in the paper; Rainbow uses 3): r_t + ... +
+    gamma^(n-1) r_{t+n-1} + gamma^n max Q(s_{t+n}), cut at episode ends."""
     loss: str = "mse"
     """TD loss: mse (the authors' code) or huber."""
     total_steps: int = 20_000_000
@@ -149,7 +152,13 @@ class TrainConfig:
         _check_number("gamma", self.gamma, low=0.0, high=1.0)
         for name in ("epsilon_start", "epsilon_end", "eval_epsilon"):
             _check_number(name, getattr(self, name), low=0.0, high=1.0)
-        for name in ("train_batch_size", "train_every", "target_update_period", "total_steps"):
+        for name in (
+            "train_batch_size",
+            "train_every",
+            "target_update_period",
+            "total_steps",
+            "n_step",
+        ):
             _check_int(name, getattr(self, name), 1)
         for name in ("num_env_runners", "envs_per_runner", "eval_episodes", "max_episode_frames"):
             _check_int(name, getattr(self, name), 1)

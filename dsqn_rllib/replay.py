@@ -128,6 +128,10 @@ class ReplayBatch(NamedTuple):
     """(B,) int64: the stream each transition came from."""
     entry_ids: np.ndarray
     """(B,) int64: the index of s's entry in its stream, counted from the stream's first add."""
+    n_steps: np.ndarray
+    """(B,) float32: env steps m from s to s' (1 unless sampled with ``n_step > 1``); ``rewards``
+    is then ``sum_k gamma**k r_{t+k}`` over those m steps and the target discounts s' by
+    ``gamma**m``."""
 
 
 def newest_frames(stacked_obs: np.ndarray) -> np.ndarray:
@@ -383,14 +387,25 @@ class FrameReplayBuffer:
             total += int(self._is_transition(np.full_like(entries, stream), entries).sum())
         return total
 
-    def sample(self, batch_size: int, rng: np.random.Generator | None = None) -> ReplayBatch:
+    def sample(
+        self,
+        batch_size: int,
+        rng: np.random.Generator | None = None,
+        n_step: int = 1,
+        gamma: float = 0.99,
+    ) -> ReplayBatch:
         """``batch_size`` transitions drawn uniformly (with replacement) from all streams.
 
         Candidates are drawn uniformly over every stream's candidate window (so a fuller stream
         is drawn proportionally more often), those that are no transition are rejected, and the
         missing ones are redrawn: the accepted ones are uniform over stored transitions.
+
+        With ``n_step > 1`` each transition spans up to ``n_step`` env steps of its episode
+        (fewer where the episode ends or the stream's newest entry comes first): the n-step
+        return of Sutton 1988 / Hessel et al. 2018, uncorrected for the off-policy actions.
         """
         require_int("sample: batch_size", batch_size, 1)
+        require_int("sample: n_step", n_step, 1)
         rng = self._rng if rng is None else rng
         first, count = self._candidate_windows()
         window_ends = np.cumsum(count)
@@ -421,7 +436,56 @@ class FrameReplayBuffer:
                 break
         else:  # pragma: no cover - needs a buffer of almost only rejected candidates
             raise RuntimeError(f"sample: still {missing} transitions short after many redraws")
-        return self._gather(np.concatenate(stream_parts), np.concatenate(entry_parts))
+        stream_ids, entry_ids = np.concatenate(stream_parts), np.concatenate(entry_parts)
+        if n_step == 1:
+            return self._gather(stream_ids, entry_ids)
+        return self._gather_n_step(stream_ids, entry_ids, n_step, gamma)
+
+    def _episode_ends(self, stream_ids: np.ndarray, entry_ids: np.ndarray) -> np.ndarray:
+        slots = entry_ids % self.ring_capacity
+        return self.terminated[stream_ids, slots] | self.truncated[stream_ids, slots]
+
+    def _gather_n_step(
+        self, stream_ids: np.ndarray, entry_ids: np.ndarray, n_step: int, gamma: float
+    ) -> ReplayBatch:
+        """The transitions at these entries, extended over up to ``n_step`` steps each."""
+        one_step = self._gather(stream_ids, entry_ids)
+        rewards = one_step.rewards.astype(np.float64)
+        steps = np.ones(entry_ids.shape, dtype=np.int64)
+        # A transition extends to entry n + k while its episode goes on and n + k is a stored
+        # transition itself (its successor written): never past the stream's newest entry.
+        going_on = ~self._episode_ends(stream_ids, entry_ids)
+        newest_with_successor = self.entries_written[stream_ids] - 2
+        for k in range(1, n_step):
+            entries = entry_ids + k
+            going_on &= entries <= newest_with_successor
+            going_on &= self._is_transition(stream_ids, entries)
+            if not going_on.any():
+                break
+            slots = entries % self.ring_capacity
+            rewards += np.where(going_on, gamma**k * self.rewards[stream_ids, slots], 0.0)
+            steps += going_on
+            going_on &= ~self._episode_ends(stream_ids, entries)
+        last = entry_ids + steps - 1  # the entry of the last step; s' is its successor's stack
+        next_obs = self._stacks(stream_ids, last + 1)
+        last_slots = last % self.ring_capacity
+        return one_step._replace(
+            rewards=rewards.astype(np.float32),
+            next_obs=next_obs,
+            terminated=self.terminated[stream_ids, last_slots].astype(np.float32),
+            n_steps=steps.astype(np.float32),
+        )
+
+    def _stacks(self, stream_ids: np.ndarray, entry_ids: np.ndarray) -> np.ndarray:
+        """The observation stacks ending at these entries (frames before its episode zeroed)."""
+        window_entries = entry_ids[:, None] + np.arange(-self.frame_stack + 1, 1)
+        window_rows = stream_ids[:, None] * self.ring_capacity + (
+            window_entries % self.ring_capacity
+        )
+        starts = self.episode_start.reshape(-1)[window_rows] | (window_entries == 0)
+        stacks = self.frames.reshape(-1, *self.frame_shape)[window_rows]
+        stacks[~_stack_keep_mask(starts)] = 0
+        return stacks
 
     def _gather(self, stream_ids: np.ndarray, entry_ids: np.ndarray) -> ReplayBatch:
         """Rebuild the transitions at these entries: the stacks of frames n-stack+1 .. n+1."""
@@ -449,6 +513,7 @@ class FrameReplayBuffer:
             terminated=self.terminated[stream_ids, slots].astype(np.float32),
             stream_ids=stream_ids.astype(np.int64),
             entry_ids=entry_ids.astype(np.int64),
+            n_steps=np.ones(entry_ids.shape, dtype=np.float32),
         )
 
 

@@ -279,6 +279,59 @@ def test_samples_equal_true_transitions(stack: int) -> None:
     assert batch.terminated.dtype == np.float32
 
 
+def expected_n_step(
+    streams: SyntheticStreams, stream: int, entry: int, written: int, n_step: int, gamma: float
+) -> tuple[int, float]:
+    """(m, n-step return) from the episode's boundaries: up to its last step or the newest entry."""
+    last_step = entry
+    while not (streams.terminated[stream, last_step] or streams.truncated[stream, last_step]):
+        last_step += 1  # the synthetic streams always end their episodes
+    steps = min(n_step, last_step - entry + 1, written - 1 - entry)
+    rewards = streams.rewards[stream, entry : entry + steps].astype(np.float64)
+    return steps, float((gamma ** np.arange(steps) * rewards).sum())
+
+
+@pytest.mark.parametrize("n_step", [2, 3, 5])
+def test_n_step_transitions_follow_their_episode(n_step: int) -> None:
+    """n-step returns stop at episode ends (terminal or truncated) and at the newest entry."""
+    gamma = 0.9
+    num_streams, ring, num_entries = 2, 24, 150
+    streams = make_streams(num_streams, num_entries + 10, seed=n_step, max_episode_steps=7)
+    buffer = FrameReplayBuffer(num_streams * ring, num_streams, FRAME_SHAPE, seed=8)
+    rng = np.random.default_rng(9)
+    ids = np.arange(num_streams)
+    seen_steps: set[int] = set()
+
+    def sample_and_check() -> None:
+        if not buffer.num_sampleable:
+            return
+        batch = buffer.sample(256, n_step=n_step, gamma=gamma)
+        pairs = zip(batch.stream_ids, batch.entry_ids, strict=True)
+        for index, (stream, entry) in enumerate(pairs):
+            written = int(buffer.entries_written[stream])
+            steps, ret = expected_n_step(streams, stream, entry, written, n_step, gamma)
+            seen_steps.add(steps)
+            assert batch.n_steps[index] == steps
+            assert batch.rewards[index] == pytest.approx(ret, rel=1e-5, abs=1e-6)
+            np.testing.assert_array_equal(batch.obs[index], streams.stacks[stream, entry])
+            np.testing.assert_array_equal(
+                batch.next_obs[index], streams.stacks[stream, entry + steps]
+            )
+            assert batch.terminated[index] == streams.terminated[stream, entry + steps - 1]
+
+    add_in_chunks(buffer, streams, ids, 0, num_entries, rng, 9, sample_and_check)
+    assert seen_steps == set(range(1, n_step + 1))
+
+
+def test_one_step_sampling_reports_one_step() -> None:
+    streams = make_streams(1, 30, seed=0)
+    buffer = FrameReplayBuffer(30, 1, FRAME_SHAPE, seed=0)
+    buffer.add_chunk(*streams.rows(np.array([0]), 0, 30))
+    np.testing.assert_array_equal(buffer.sample(100).n_steps, 1.0)
+    with pytest.raises(ValueError, match="n_step"):
+        buffer.sample(1, n_step=0)
+
+
 def test_truncated_transitions_bootstrap_from_the_final_observation() -> None:
     plan = [(3, TERMINATED), (2, TRUNCATED), (1, TRUNCATED), (1, TERMINATED)]
     streams = make_streams(1, 12, seed=0, plan=plan)

@@ -217,7 +217,9 @@ class PipelinedDQN(DQN):
 
     def _learn_once(self) -> None:
         cfg = self.train_config
-        sample = self.replay.sample(cfg.train_batch_size, rng=self._batch_rng)
+        sample = self.replay.sample(
+            cfg.train_batch_size, rng=self._batch_rng, n_step=cfg.n_step, gamma=cfg.gamma
+        )
         obs, next_obs = sample.obs, sample.next_obs
         if not cfg.is_atari:  # vector observations are stored with a stack of one
             obs, next_obs = obs[:, 0], next_obs[:, 0]
@@ -228,7 +230,7 @@ class PipelinedDQN(DQN):
                 Columns.ACTIONS: sample.actions,
                 Columns.REWARDS: sample.rewards,
                 Columns.TERMINATEDS: sample.terminated,
-                "n_step": np.ones(len(sample.actions), dtype=np.float32),
+                "n_step": sample.n_steps,  # the loss discounts s' by gamma ** n_step
                 "weights": np.ones(len(sample.actions), dtype=np.float32),
             }
         )
