@@ -14,7 +14,11 @@ per-runner series carry a ``runner`` index, per-layer ones a ``layer`` name):
                  dsqn_learner_updates_per_second, dsqn_learner_samples_per_second,
                  dsqn_weight_sync_seconds, dsqn_replay_size, dsqn_replay_occupancy_ratio
     health       dsqn_td_loss, dsqn_q_mean, dsqn_q_max, dsqn_epsilon, dsqn_target_syncs_total,
-                 dsqn_runner_restarts_total, dsqn_seconds_since_checkpoint
+                 dsqn_runner_restarts_total, dsqn_env_runners_healthy,
+                 dsqn_seconds_since_checkpoint
+
+The run's counters exist from the start at 0 (a run without a restart still has
+``dsqn_runner_restarts_total 0``), so dashboards and alerts see 0, not "no data".
 
 The endpoint binds 127.0.0.1 unless told otherwise.
 """
@@ -94,11 +98,17 @@ class PrometheusExporter:
         self.epsilon = gauge("epsilon", "Exploration rate of the env runners")
         self.target_syncs = counter("target_syncs", "Target-network syncs")
         self.restarts = counter("runner_restarts", "Env-runner actors restarted after a failure")
+        self.healthy_runners = gauge("env_runners_healthy", "Env-runner actors alive now")
         self.since_checkpoint = gauge(
             "seconds_since_checkpoint", "Seconds since the last checkpoint"
         )
         self._last: dict[str, float] = {}
         self._last_checkpoint = time.time()
+        for run_counter in (
+            self.episodes, self.env_steps, self.env_frames, self.updates, self.target_syncs,
+            self.restarts,
+        ):  # fmt: skip
+            run_counter.labels(**self.labels)  # a child starts at 0 and is exported from now on
 
     def close(self) -> None:
         self._server.shutdown()
@@ -152,6 +162,7 @@ class PrometheusExporter:
         self._set(self.q_mean, report.get("q_mean"))
         self._set(self.q_max, report.get("q_max"))
         self._set(self.epsilon, report.get("epsilon"))
+        self._set(self.healthy_runners, report.get("healthy_runners"))
         for layer, rate in report.get("firing_rates", {}).items():
             self._set(self.firing_rate, rate, layer=layer)
         if report.get("firing_rates"):
