@@ -32,6 +32,8 @@ SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 def load_module(path: Path) -> ModuleType:
     """cluster/ holds scripts, not a package: import one by its path."""
+    if path.stem in sys.modules:
+        return sys.modules[path.stem]
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
