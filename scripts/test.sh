@@ -15,10 +15,16 @@ python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[dev]"
 
-# promtool (Debian's prometheus) lints the exported metrics in the tests.
-if ! command -v promtool >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; } \
-    || echo "test.sh: could not install prometheus; the promtool lint of the metrics is skipped"
+# Debian packages the tests use: promtool (prometheus) lints the exported metrics; sshd
+# (openssh-server) and rsync carry `ray up` to the local-provider cluster of tests/test_cluster.py.
+apt_needed=()
+command -v promtool >/dev/null || apt_needed+=(prometheus)
+{ [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null; } || apt_needed+=(openssh-server)
+command -v rsync >/dev/null || apt_needed+=(rsync)
+if [ ${#apt_needed[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null; } \
+    || echo "test.sh: could not install ${apt_needed[*]}; the tests that need them are skipped"
 fi
 
 ruff check .

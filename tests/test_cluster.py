@@ -136,6 +136,9 @@ def sshd() -> Iterator[SshServer]:
     config and keys in a temp dir. HOME of its sessions is base_dir/home (see local_cluster)."""
     if not os.access(SSHD, os.X_OK):
         pytest.skip(f"no sshd at {SSHD}: install Debian's openssh-server (scripts/test.sh does)")
+    missing = [tool for tool in ("ssh", "ssh-keygen", "rsync") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"`ray up` needs {', '.join(missing)} (Debian's openssh-client, rsync)")
     if getuser() != "root":
         pytest.skip("the local cluster logs in as root over SSH: run the tests as root")
     # Short: Ray's unix sockets go under base_dir/ray/session_*/sockets (108-byte limit).
