@@ -2,6 +2,8 @@
 
     dsqn train --game pong [--model dqn] [--num-env-runners 8] [--T 4] ...   every TrainConfig field
     dsqn train --resume runs/<run-id>                                          continue a run
+    dsqn train --resume RUN_ID                                  continue a run of the run registry
+    dsqn runs [RUN_ID] [--registry-url redis://host:6379/0] [--json]   the registry's runs
     dsqn eval CHECKPOINT [--episodes 30] [--epsilon 0.05] [--gif episode.gif]
     dsqn report RUN                                                            PNG plots of a run
 
@@ -12,12 +14,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import math
+import os
 import sys
+import time
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from dsqn_rllib.config import ConfigError, TrainConfig
 from dsqn_rllib.models import SpikingConfig
+from dsqn_rllib.registry import (
+    RegistryConfig,
+    RegistryError,
+    RunRecord,
+    RunRegistry,
+    RunStatus,
+    open_registry,
+)
 
 _SPIKING_FIELDS = [f for f in dataclasses.fields(SpikingConfig)]
 _TRAIN_FIELDS = [f for f in dataclasses.fields(TrainConfig) if f.name != "spiking"]
@@ -37,9 +52,14 @@ def _field_help(cls: type, name: str) -> str:
         return ""
     for i, line in enumerate(lines):
         if line.strip().startswith(f"{name}:") and i + 1 < len(lines):
-            nxt = lines[i + 1].strip()
-            if nxt.startswith('"""'):
-                return nxt.strip('"').strip()
+            if not lines[i + 1].strip().startswith('"""'):
+                return ""
+            text = []
+            for nxt in lines[i + 1 :]:  # a docstring may run over several lines
+                text.append(nxt.strip())
+                if nxt.rstrip().endswith('"""') and (len(text) > 1 or nxt.count('"""') == 2):
+                    break
+            return " ".join(text).strip('"').strip()
     return ""
 
 
@@ -77,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train DSQN (or the DQN twin) with the paper's defaults")
     train.add_argument(
-        "--resume", default=None, help="continue the run at this checkpoint or run directory"
+        "--resume",
+        default=None,
+        metavar="RUN",
+        help="continue a run: its checkpoint or run directory, or its id in the run registry",
     )
     defaults = TrainConfig()
     for f in _TRAIN_FIELDS:
@@ -99,6 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("run", help="run directory (runs/<run-id>)")
     rep.add_argument("--out", default=None, help="folder for the PNGs (default: the run directory)")
+
+    runs = sub.add_parser("runs", help="list the runs of the run registry (Redis or local store)")
+    runs.add_argument("run", nargs="?", default=None, help="show this run and its evaluations")
+    runs.add_argument(
+        "--registry-url",
+        "--registry",
+        default=None,
+        help="Redis URL (default: $DSQN_REDIS_URL, else the local store in --run-dir; "
+        "password from $DSQN_REDIS_PASSWORD)",
+    )
+    runs.add_argument("--registry-prefix", default=None, help="Redis key prefix (default dsqn)")
+    runs.add_argument("--run-dir", default="runs", help="local store's folder (default runs)")
+    runs.add_argument(
+        "--stale-after",
+        default=None,
+        metavar="SECONDS",
+        help="a running run without a heartbeat for this long shows as lost (default "
+        f"{RegistryConfig.stale_after_s:g})",
+    )
+    runs.add_argument("--json", action="store_true", help="JSON instead of a table")
     return parser
 
 
@@ -146,12 +189,45 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return cfg.validate()
 
 
+def _registry_config(args: argparse.Namespace, **options: Any) -> RegistryConfig:
+    """The registry the flags (or $DSQN_REDIS_URL, or the local store in --run-dir) name."""
+    return RegistryConfig.resolve(
+        args.registry_url, args.registry_prefix, run_root=args.run_dir or "runs", **options
+    )
+
+
+def _resume_target(args: argparse.Namespace) -> tuple[Path, RunRegistry | None]:
+    """--resume names a checkpoint or run directory, or a run id of the registry."""
+    raw = str(args.resume)
+    path = Path(raw).expanduser()
+    if path.exists() or os.sep in raw or raw.startswith((".", "~")):
+        # A path: the run keeps its own registry unless a flag names another one.
+        named = args.registry_url is not None or args.registry_prefix is not None
+        return path, open_registry(_registry_config(args)) if named else None
+    config = _registry_config(args)
+    if config.url is None and not config.local_path.is_file():
+        raise ConfigError(
+            f"no run {raw!r}: no such directory, and no run registry at {config.where} "
+            f"(for Redis give --registry-url or set DSQN_REDIS_URL)"
+        )
+    registry = open_registry(config)
+    record = registry.get_run(raw)
+    if record is None:
+        raise ConfigError(
+            f"no run {raw!r} in the run registry at {registry.where} (nor a directory of that name)"
+        )
+    return Path(record.run_dir), registry
+
+
 def _train(args: argparse.Namespace) -> int:
     from dsqn_rllib.train import Trainer
 
     if args.resume:
-        total = int(args.total_steps) if args.total_steps is not None else None
-        trainer = Trainer.resume(args.resume, total_steps=total)
+        total = None
+        if args.total_steps is not None:
+            total = _convert(args.total_steps, TrainConfig.total_steps, "total_steps")
+        path, registry = _resume_target(args)
+        trainer = Trainer.resume(path, total_steps=total, registry=registry)
     else:
         trainer = Trainer(config_from_args(args))
     summary = trainer.run()
@@ -197,13 +273,117 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _age(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def _short_path(path: str | None) -> str:
+    if not path:
+        return "-"
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def _run_row(run: RunRecord, status: RunStatus, now: float) -> list[str]:
+    best = "-" if run.best_eval_return is None else f"{run.best_eval_return:.1f}"
+    latest = "-"
+    if run.latest_checkpoint:
+        latest = f"{_short_path(run.latest_checkpoint)} @{run.latest_checkpoint_steps or 0:,}"
+    return [
+        run.run_id,
+        run.env,
+        run.model,
+        status.value,
+        f"{run.env_steps:,}/{run.total_steps:,}",
+        best,
+        latest,
+        _age(now - run.heartbeat_at),
+    ]
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _runs(args: argparse.Namespace) -> int:
+    stale_after = RegistryConfig.stale_after_s
+    if args.stale_after is not None:
+        stale_after = _convert(args.stale_after, 1.0, "stale_after")
+    config = _registry_config(args, stale_after_s=stale_after)
+    if config.url is None and not config.local_path.is_file():
+        # Reading must not create a store: say where nothing was found.
+        print("[]" if args.json else f"no runs recorded in {config.where}")
+        return 0
+    registry = open_registry(config)
+    now = time.time()
+    try:
+        if args.run is not None:
+            return _show_run(registry, args.run, now, args.json)
+        runs = registry.list_runs()
+    finally:
+        registry.close()
+    if args.json:
+        out = []
+        for run in runs:
+            status = run.status_at(now, stale_after)
+            record = {**dataclasses.asdict(run), "status": status.value}
+            record.update(recorded_status=run.status, heartbeat_age_s=now - run.heartbeat_at)
+            out.append(record)
+        print(json.dumps(out, indent=2))
+        return 0
+    if not runs:
+        print(f"no runs recorded in {registry.where}")
+        return 0
+    header = ["RUN ID", "ENV", "MODEL", "STATUS", "STEPS", "BEST EVAL", "LATEST CHECKPOINT",
+              "HEARTBEAT"]  # fmt: skip
+    _print_table(header, [_run_row(r, r.status_at(now, stale_after), now) for r in runs])
+    return 0
+
+
+def _show_run(registry: RunRegistry, run_id: str, now: float, as_json: bool) -> int:
+    run = registry.get_run(run_id)
+    if run is None:
+        raise ConfigError(f"no run {run_id!r} in the run registry at {registry.where}")
+    status = run.status_at(now, registry.config.stale_after_s)
+    evaluations = registry.evaluations(run_id)
+    if as_json:
+        record = {**dataclasses.asdict(run), "status": status.value, "recorded_status": run.status}
+        print(json.dumps({"run": record, "evaluations": evaluations}, indent=2))
+        return 0
+    _print_table(["RUN ID", "ENV", "MODEL", "STATUS", "STEPS", "BEST EVAL", "LATEST CHECKPOINT",
+                  "HEARTBEAT"], [_run_row(run, status, now)])  # fmt: skip
+    print(f"run directory {run.run_dir}; attempt {run.attempt}; host {run.host} pid {run.pid}")
+    if run.error:
+        print(f"error: {run.error}")
+    rows = [
+        [f"{e['env_steps']:,}", str(e.get("attempt", 0)), f"{e['mean']:.2f}", f"{e['std']:.2f}",
+         f"{e['max']:.1f}", str(e.get("num_episodes", "")), str(e.get("game", "")),
+         str(e.get("seed", "")), "superseded" if e.get("superseded") else ""]
+        for e in evaluations
+    ]  # fmt: skip
+    if rows:
+        _print_table(["STEP", "ATTEMPT", "MEAN", "STD", "MAX", "EPISODES", "GAME", "SEED", ""],
+                     rows)  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"train": _train, "eval": _eval, "report": _report}
+    commands = {"train": _train, "eval": _eval, "report": _report, "runs": _runs}
     try:
         return commands[args.command](args)
-    except ConfigError as err:  # raised only by checks that run before any Ray actor starts
+    # Raised only by checks and connections made before any Ray actor starts.
+    except (ConfigError, RegistryError) as err:
         print(f"dsqn: error: {err}", file=sys.stderr)
         return 2
 

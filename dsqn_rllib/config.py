@@ -112,6 +112,13 @@ class TrainConfig:
     run_id: str | None = None
     """Name of this run (default: <model>-<game>-<time>)."""
 
+    # Run registry (dsqn_rllib.registry)
+    registry_url: str | None = None
+    """Redis URL of the run registry, redis://host:6379/0 (default: $DSQN_REDIS_URL, else a
+    local SQLite file in run_dir); the password comes from $DSQN_REDIS_PASSWORD, never here."""
+    registry_prefix: str = "dsqn"
+    """Prefix of the run registry's Redis keys (keeps experiments and tests apart)."""
+
     # ------------------------------------------------------------------------------------------
 
     @property
@@ -185,6 +192,9 @@ class TrainConfig:
             raise ConfigError(
                 f"run_id must be a plain name without {os.sep!r}, got {self.run_id!r}"
             )
+        from dsqn_rllib.registry import RegistryConfig
+
+        RegistryConfig(url=self.registry_url, prefix=self.registry_prefix).validate()
         return self
 
     def with_spiking(self, **options: Any) -> TrainConfig:

@@ -6,6 +6,12 @@
 Evaluation (the paper's protocol, ``dsqn_rllib.evaluation``) runs as a Ray task on a frozen
 copy of the weights, overlapped with training; the best-evaluated weights are kept as
 ``checkpoints/best`` next to ``checkpoints/latest``.
+
+The run registry (``dsqn_rllib.registry``: Redis, or a local SQLite file) gets the run's record
+when it starts, a heartbeat with progress every iteration, each checkpoint and evaluation, and
+the final status. Files are written first, the registry second: after a kill -9 between the two,
+resuming brings the registry up to date from the files. The latest checkpoint is the source of
+truth for the step count; see ``Trainer.resume`` for what happens to evaluations made after it.
 """
 
 from __future__ import annotations
@@ -27,16 +33,33 @@ import torch
 from dsqn_rllib.checkpoints import (
     ALGORITHM_DIR,
     LEARNER_DIR,
+    PROGRESS_FILE,
     RunPaths,
     read_checkpoint,
     replace_dir,
     write_checkpoint_files,
 )
-from dsqn_rllib.config import ApiStack, TrainConfig
+from dsqn_rllib.config import ApiStack, ConfigError, TrainConfig
 from dsqn_rllib.energy import energy_report
 from dsqn_rllib.evaluation import EvalConfig, EvalResult, evaluate
 from dsqn_rllib.metrics import PrometheusExporter
 from dsqn_rllib.models import QNetwork, build_q_network
+from dsqn_rllib.registry import (
+    CheckpointKind,
+    RegistryConfig,
+    RegistryError,
+    RunRecord,
+    RunRegistry,
+    RunStatus,
+    merge_evaluations,
+    open_registry,
+    reconcile_evaluations,
+    this_host,
+)
+
+# While the driver blocks on the final evaluation it still heartbeats this often, so a long
+# evaluation never makes a live run look lost (RegistryConfig.stale_after_s).
+HEARTBEAT_WHILE_WAITING_S = 10.0
 
 
 @dataclass
@@ -85,6 +108,7 @@ class Trainer:
         run_dir: Path | None = None,
         resume_from: Path | None = None,
         resume_progress: dict | None = None,
+        registry: RunRegistry | None = None,
         out: Callable[[str], None] | None = None,
     ) -> None:
         self.cfg = cfg.validate()
@@ -93,10 +117,29 @@ class Trainer:
             name = self.cfg.game or str(self.cfg.env).lower().replace("/", "_")
             self.cfg.run_id = f"{self.cfg.model.value}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.paths = RunPaths(run_dir or Path(self.cfg.run_dir) / self.cfg.run_id)
+        # Opened before Ray starts: an unreachable registry is one line and no actor runs.
+        self.registry = registry or open_registry(
+            RegistryConfig.resolve(
+                self.cfg.registry_url, self.cfg.registry_prefix, run_root=self.paths.root.parent
+            )
+        )
+        # The config records where the run's record lives (a URL never holds a password).
+        self.cfg.registry_url = self.registry.config.url
+        self.cfg.registry_prefix = self.registry.config.prefix
+        self._registry_behind = False  # a write failed: rewrite the whole record when it answers
         self.resume_from = resume_from
         self.progress: dict[str, Any] = dict(resume_progress or {})
         self.evaluations: list[dict[str, Any]] = list(self.progress.get("evaluations", []))
         self.best_return = max((e["mean"] for e in self.evaluations), default=-math.inf)
+        # Every evaluation of the run, superseded ones included (what evaluations.jsonl holds).
+        self._all_evaluations: list[dict[str, Any]] = merge_evaluations(self.evaluations)
+        self._latest_checkpoint: tuple[str, int] | None = None
+        self._best_checkpoint: tuple[str, int] | None = None
+        self.attempt = 0
+        if resume_from is not None:
+            self._prepare_resume(resume_from)
+        self.progress["attempt"] = self.attempt
+        self.progress.setdefault("started_at", time.time())
         self._pending_eval: tuple[ray.ObjectRef, int, dict] | None = None
         self.exporter: PrometheusExporter | None = None
         self._next_eval = self._next_multiple(self.cfg.eval_interval)
@@ -108,14 +151,67 @@ class Trainer:
         path: str | Path,
         *,
         total_steps: int | None = None,
+        registry: RunRegistry | None = None,
         out: Callable[[str], None] | None = None,
     ) -> Trainer:
-        """Continue the run whose checkpoint (or run directory) is ``path``."""
+        """Continue the run whose checkpoint (or run directory) is ``path``.
+
+        The checkpoint is the source of truth: steps, updates, learner state and the
+        evaluations up to its step. Evaluations made after it by the process that died (kill -9
+        after an evaluation, before the next checkpoint) are kept in evaluations.jsonl and the
+        registry, marked ``superseded`` (weights the resumed run never had), and leave the
+        run's history; one that finished after the checkpoint but evaluated earlier weights
+        stays in it. Without ``registry`` the run's own (its config, $DSQN_REDIS_URL, or the
+        local store next to the run directory) is opened.
+        """
         ckpt, cfg, progress = read_checkpoint(path)
         if total_steps is not None:
             cfg.total_steps = total_steps
         run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-        return cls(cfg, run_dir=run_dir, resume_from=ckpt, resume_progress=progress, out=out)
+        return cls(
+            cfg,
+            run_dir=run_dir,
+            resume_from=ckpt,
+            resume_progress=progress,
+            registry=registry,
+            out=out,
+        )
+
+    def _prepare_resume(self, ckpt: Path) -> None:
+        """Attempt number, evaluation history and best return from the files and the registry."""
+        run_id = self.cfg.run_id or ""
+        logged = _read_jsonl(self.paths.evaluations)
+        recorded = self.registry.evaluations(run_id)
+        record = self.registry.get_run(run_id)
+        attempts = [int(self.progress.get("attempt", 0))]
+        attempts += [int(e.get("attempt", 0)) for e in (*logged, *recorded)]
+        if record is not None:
+            now, stale_after_s = time.time(), self.registry.config.stale_after_s
+            if record.status_at(now, stale_after_s) is RunStatus.RUNNING:
+                # Two processes training one run directory would overwrite each other's files.
+                raise ConfigError(
+                    f"run {run_id!r} is still running (pid {record.pid} on {record.host}, "
+                    f"heartbeat {now - record.heartbeat_at:.0f} s ago); resume it once it has "
+                    f"stopped or shows as lost in `dsqn runs`"
+                )
+            attempts.append(record.attempt)
+            if "started_at" not in self.progress and record.started_at:
+                self.progress["started_at"] = record.started_at
+        self.attempt = max(attempts) + 1  # unique even when an attempt died before a checkpoint
+        self._all_evaluations, self.evaluations = reconcile_evaluations(
+            merge_evaluations(self.evaluations, logged, recorded), self.env_steps, self.attempt
+        )
+        self.progress["evaluations"] = self.evaluations
+        self._latest_checkpoint = (str(ckpt.resolve()), self.env_steps)
+        best_file = self.paths.best / PROGRESS_FILE
+        best_on_disk = -math.inf
+        if best_file.is_file():
+            best = json.loads(best_file.read_text())
+            self._best_checkpoint = (str(self.paths.best.resolve()), int(best["env_steps"]))
+            if best.get("best_eval_return") is not None:
+                best_on_disk = float(best["best_eval_return"])
+        # checkpoints/best may hold superseded weights that really scored higher: keep them.
+        self.best_return = max([best_on_disk, *(e["mean"] for e in self.evaluations)])
 
     def _next_multiple(self, interval: int) -> int:
         if interval <= 0:
@@ -126,11 +222,31 @@ class Trainer:
     # --- main loop ---------------------------------------------------------------------------
 
     def run(self) -> TrainSummary:
-        from dsqn_rllib.rllib.builder import build_algorithm_config
-
+        """Train to total_steps; the registry sees the run running, then finished or failed."""
         cfg = self.cfg
         self.paths.root.mkdir(parents=True, exist_ok=True)
         (self.paths.root / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        if self.resume_from is not None:
+            _write_jsonl_atomically(self.paths.evaluations, self._all_evaluations)
+        self._record(self._write_whole_record)
+        try:
+            self.out(
+                f"[{cfg.run_id}] run registry: {self.registry.where}"
+                + (f" (prefix {self.registry.config.prefix})" if cfg.registry_url else "")
+                + f", attempt {self.attempt}"
+            )
+            summary = self._train()
+        except BaseException as err:  # Ctrl-C and SystemExit too: the run did not finish
+            error = _one_line(err)
+            self._record(lambda r: r.finish(cfg.run_id or "", RunStatus.FAILED, error=error))
+            raise
+        self._record(lambda r: r.finish(cfg.run_id or "", RunStatus.FINISHED))
+        return summary
+
+    def _train(self) -> TrainSummary:
+        from dsqn_rllib.rllib.builder import build_algorithm_config
+
+        cfg = self.cfg
         ensure_ray(cfg.num_env_runners)
         algo = build_algorithm_config(cfg).build_algo()
         self.algo = algo
@@ -255,6 +371,7 @@ class Trainer:
             }
         report["time"] = time.time()
         report["run_id"] = self.cfg.run_id
+        report["attempt"] = self.attempt
         self.progress["env_steps"] = int(report["env_steps"])
         self.progress["updates"] = int(report.get("updates", 0))
         self.progress["episodes"] = int(report.get("episodes", 0))
@@ -296,6 +413,7 @@ class Trainer:
         self._export(report)
         with self.paths.metrics.open("a") as f:
             f.write(json.dumps(report, default=float) + "\n")
+        self._heartbeat()
         frames = report.get("env_steps_per_s", 0.0) * (4 if self.cfg.is_atari else 1)
         evaluated = (
             f" | eval {self.evaluations[-1]['mean']:.1f} (best {self.best_return:.1f})"
@@ -334,16 +452,30 @@ class Trainer:
         if self._pending_eval is None:
             return
         ref, steps, state = self._pending_eval
-        ready, _ = ray.wait([ref], timeout=None if block else 0)
+        ready, _ = ray.wait([ref], timeout=0)
+        while block and not ready:
+            self._heartbeat()
+            ready, _ = ray.wait([ref], timeout=HEARTBEAT_WHILE_WAITING_S)
         if not ready:
             return
         self._pending_eval = None
         result: EvalResult = ray.get(ref)
-        record = {"env_steps": steps, "time": time.time(), **result.to_dict()}
+        record = {
+            "env_steps": steps,
+            "attempt": self.attempt,
+            "time": time.time(),
+            "game": self.cfg.game or self.cfg.env,
+            "seed": self.cfg.seed,
+            "eval_seed": self.eval_config().seed,
+            "eval_epsilon": self.cfg.eval_epsilon,
+            **result.to_dict(),
+        }
         self.evaluations.append(record)
+        self._all_evaluations.append(record)
         self.progress["evaluations"] = self.evaluations
         with self.paths.evaluations.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        self._record(lambda r: r.record_evaluation(self.cfg.run_id or "", record))
         self.out(
             f"[{self.cfg.run_id}] evaluation at {steps:,} steps: mean {result.mean:.2f} "
             f"± {result.std:.2f}, max {result.max:.1f} over {result.num_episodes} episodes"
@@ -382,6 +514,13 @@ class Trainer:
         write_checkpoint_files(staging, self.cfg, self._progress_record(), self.online_network())
         replace_dir(staging, path)
         self.progress["last_checkpoint_time"] = time.time()
+        if path == self.paths.latest:
+            self._latest_checkpoint = (str(path.resolve()), self.env_steps)
+            self._record(
+                lambda r: r.record_checkpoint(
+                    self.cfg.run_id or "", CheckpointKind.LATEST, path.resolve(), self.env_steps
+                )
+            )
         if self.exporter is not None:
             self.exporter.checkpoint_written()
         return path
@@ -397,6 +536,12 @@ class Trainer:
         net.load_state_dict(state)
         write_checkpoint_files(staging, self.cfg, self._progress_record(steps), net)
         replace_dir(staging, path)
+        self._best_checkpoint = (str(path.resolve()), steps)
+        self._record(
+            lambda r: r.record_checkpoint(
+                self.cfg.run_id or "", CheckpointKind.BEST, path.resolve(), steps, self.best_return
+            )
+        )
 
     def _restore(self, ckpt: Path) -> None:
         if self.is_new_stack:
@@ -405,3 +550,87 @@ class Trainer:
             self.algo._publish_weights()
         else:
             self.algo.load_checkpoint(str((ckpt / ALGORITHM_DIR).resolve()))
+
+    # --- run registry ----------------------------------------------------------------------
+
+    def _run_record(self) -> RunRecord:
+        cfg = self.cfg
+        latest, best = self._latest_checkpoint, self._best_checkpoint
+        return RunRecord(
+            run_id=cfg.run_id or "",
+            run_dir=str(self.paths.root.resolve()),
+            env=cfg.game or cfg.env or "",
+            model=cfg.model.value,
+            status=RunStatus.RUNNING.value,
+            config=cfg.to_dict(),
+            started_at=float(self.progress["started_at"]),
+            heartbeat_at=time.time(),
+            env_steps=self.env_steps,
+            total_steps=cfg.total_steps,
+            updates=self.updates,
+            episodes=int(self.progress.get("episodes", 0)),
+            attempt=self.attempt,
+            latest_checkpoint=latest[0] if latest else None,
+            latest_checkpoint_steps=latest[1] if latest else None,
+            best_checkpoint=best[0] if best else None,
+            best_checkpoint_steps=best[1] if best else None,
+            best_eval_return=self.best_return if math.isfinite(self.best_return) else None,
+            host=this_host(),
+            pid=os.getpid(),
+        )
+
+    def _write_whole_record(self, registry: RunRegistry) -> None:
+        registry.start_run(self._run_record())
+        registry.put_evaluations(self.cfg.run_id or "", self._all_evaluations)
+
+    def _heartbeat(self) -> None:
+        self._record(
+            lambda r: r.heartbeat(
+                self.cfg.run_id or "",
+                env_steps=self.env_steps,
+                updates=self.updates,
+                episodes=int(self.progress.get("episodes", 0)),
+                total_steps=self.cfg.total_steps,
+            )
+        )
+
+    def _record(self, write: Callable[[RunRegistry], None]) -> None:
+        """Write to the registry. A failure never stops training (the run's files hold it all):
+        one line is printed and the whole record is rewritten once the registry answers."""
+        try:
+            if self._registry_behind:
+                self._write_whole_record(self.registry)
+                self._registry_behind = False
+                self.out(f"[{self.cfg.run_id}] run registry at {self.registry.where} answers again")
+            write(self.registry)
+        except RegistryError as err:
+            if not self._registry_behind:
+                self.out(f"[{self.cfg.run_id}] warning: {err}; training goes on")
+            self._registry_behind = True
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}"[:500] if text else type(err).__name__
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file; a line cut short by a kill is skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _write_jsonl_atomically(path: Path, records: list[dict[str, Any]]) -> None:
+    staging = path.with_name(path.name + ".tmp")
+    with staging.open("w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(staging, path)  # readers see the old file or the new one, never half of it
