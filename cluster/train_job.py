@@ -7,14 +7,39 @@
 first argument is a flag, so ``-- --game pong`` works too). RAY_ADDRESS=auto makes the driver
 join the cluster that ``ray up`` started on the head instead of starting a Ray of its own
 (``dsqn_rllib.train.ensure_ray``): the env runners are then placed on the autoscaled workers.
+
+The head's ``~/.dsqn/redis.env`` (copied there by ``atari.yaml``'s file_mounts) is read into the
+environment first, without overriding what is set: with ``DSQN_REDIS_URL`` and
+``DSQN_REDIS_PASSWORD`` in it, the run registry lives in the cluster's Redis too.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 COMMANDS = ("train", "eval", "report")
+REDIS_ENV_FILE = Path("~/.dsqn/redis.env")
+
+
+def load_env_file(path: Path, environ: dict[str, str] | os._Environ[str] = os.environ) -> list[str]:
+    """``KEY=VALUE`` lines (``#`` comments, blank lines) into ``environ`` where not yet set; the
+    keys it set. A missing file sets nothing."""
+    path = path.expanduser()
+    if not path.is_file():
+        return []
+    added = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip().strip("'\"")
+        if key and key not in environ:
+            environ[key] = value
+            added.append(key)
+    return added
 
 
 def dsqn_argv(argv: list[str]) -> list[str]:
@@ -25,6 +50,7 @@ def dsqn_argv(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_env_file(REDIS_ENV_FILE)
     # Only where the caller has not named a cluster: a local test may pin an exact address.
     os.environ.setdefault("RAY_ADDRESS", "auto")
     from dsqn_rllib.cli import main as dsqn_main

@@ -107,6 +107,25 @@ def test_train_job_runs_dsqn_with_train_as_the_default_command() -> None:
     assert train_job.dsqn_argv([]) == ["train"]
 
 
+def test_train_job_reads_the_redis_env_file_without_overriding(tmp_path: Path) -> None:
+    env_file = tmp_path / "redis.env"
+    env_file.write_text(
+        "# written by cluster/README.md's command\n"
+        "RAY_REDIS_ADDRESS=10.0.0.5:6379\n"
+        "export DSQN_REDIS_URL='redis://10.0.0.5:6379/0'\n"
+        "DSQN_REDIS_PASSWORD=from-file\n\n"
+    )
+    environ = {"DSQN_REDIS_PASSWORD": "from-env"}
+    added = train_job.load_env_file(env_file, environ)
+    assert added == ["RAY_REDIS_ADDRESS", "DSQN_REDIS_URL"]
+    assert environ == {
+        "DSQN_REDIS_PASSWORD": "from-env",
+        "RAY_REDIS_ADDRESS": "10.0.0.5:6379",
+        "DSQN_REDIS_URL": "redis://10.0.0.5:6379/0",
+    }
+    assert train_job.load_env_file(tmp_path / "missing.env", environ) == []
+
+
 # --- the local-provider cluster, for real ---------------------------------------------------
 
 
