@@ -321,6 +321,8 @@ def _runs(args: argparse.Namespace) -> int:
     config = _registry_config(args, stale_after_s=stale_after)
     if config.url is None and not config.local_path.is_file():
         # Reading must not create a store: say where nothing was found.
+        if args.run is not None:
+            raise ConfigError(f"no run {args.run!r}: no run registry at {config.where}")
         print("[]" if args.json else f"no runs recorded in {config.where}")
         return 0
     registry = open_registry(config)

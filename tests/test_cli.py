@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 import ray
 
@@ -45,17 +48,56 @@ from dsqn_rllib.models import ModelKind
         (["eval", "/nonexistent/ckpt"], "no dsqn checkpoint at '/nonexistent/ckpt'"),
         (["eval", "/nonexistent/ckpt", "--episodes", "0"], "episodes"),
         (["report", "/nonexistent/run"], "no metrics.jsonl with data in '/nonexistent/run'"),
+        (
+            ["train", "--registry-url", "redis://:hunter2@127.0.0.1:6379/0"],
+            "registry_url must not contain a password; put it in DSQN_REDIS_PASSWORD",
+        ),
+        (["train", "--registry-url", "http://127.0.0.1:6379"], "registry_url must look like"),
+        (["train", "--registry-prefix", "a b"], "registry_prefix must be letters, digits"),
+        (
+            ["train", "--resume", "no-such-run", "--run-dir", "/nonexistent/runs"],
+            "no run 'no-such-run': no such directory, and no run registry at "
+            "/nonexistent/runs/registry.sqlite3",
+        ),
+        (["runs", "--stale-after", "soon"], "--stale-after expects float, got 'soon'"),
+        (["runs", "--stale-after", "0"], "stale_after_s must be a number > 0"),
+        (["runs", "--registry", "redis://:hunter2@host/0"], "must not contain a password"),
+        (["runs", "r1", "--run-dir", "/nonexistent/runs"], "no run 'r1': no run registry at"),
     ],
 )
 def test_bad_values_are_one_line_before_ray_starts(
-    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str],
+    fragment: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("DSQN_REDIS_URL", raising=False)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("dsqn: error: ")
     assert fragment in err
     assert err.count("\n") == 1, f"expected one line, got {err!r}"
+    assert "hunter2" not in err
     assert not ray.is_initialized()
+
+
+def test_an_unreachable_run_registry_is_one_line_before_ray_starts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on once this socket is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+    expected = f"dsqn: error: cannot reach the run registry at {url}: Connection refused\n"
+    cartpole = ["train", "--env", "CartPole-v1", "--run-dir", str(tmp_path)]
+    for argv in ([*cartpole, "--registry-url", url], ["runs", "--registry", url]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err == expected
+    monkeypatch.setenv("DSQN_REDIS_URL", url)  # the environment's URL, same line
+    assert main(cartpole) == 2
+    assert capsys.readouterr().err == expected
+    assert not ray.is_initialized()
+    assert list(tmp_path.iterdir()) == []  # no run directory, no local store
 
 
 def test_flags_reach_the_config_and_defaults_are_the_papers() -> None:
