@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -325,7 +326,7 @@ CARTPOLE = [
     "--hidden-sizes", "32,32", "--T", "2", "--train-batch-size", "16", "--train-every", "16",
     "--buffer-size", "5000", "--learning-starts", "500", "--target-update-period", "500",
     "--eval-interval", "500", "--eval-episodes", "3", "--eval-epsilon", "0",
-    "--checkpoint-interval", "1000",
+    "--checkpoint-interval", "2000",
 ]  # fmt: skip
 
 
@@ -382,14 +383,17 @@ def test_a_run_killed_with_9_resumes_by_run_id_and_loses_nothing(
     driver = dsqn("train", *CARTPOLE, "--total-steps", "1000000", "--run-dir", str(runs_root),
                   "--run-id", "cp", start_new_session=True)  # fmt: skip
     try:
-        # Wait for a checkpoint and an evaluation in the registry.
+        # Wait for a checkpoint, an evaluation up to it and one past it (which the resumed run
+        # must keep, marked superseded) in the registry.
         deadline = time.time() + 240
         while True:
             assert driver.poll() is None, logs[0].read_text()[-3000:]
             assert time.time() < deadline, logs[0].read_text()[-3000:]
             run = reg.get_run("cp")
-            if run is not None and run.latest_checkpoint_steps and reg.evaluations("cp"):
-                break
+            if run is not None and run.latest_checkpoint_steps:
+                steps = [e["env_steps"] for e in reg.evaluations("cp")]
+                if min(steps, default=math.inf) <= run.latest_checkpoint_steps < max(steps):
+                    break
             time.sleep(0.5)
         # A second process may not train the same run while it lives.
         code, refused = dsqn_here("train", "--resume", "cp")
@@ -471,6 +475,7 @@ def test_a_run_killed_with_9_resumes_by_run_id_and_loses_nothing(
         if path.is_file():
             assert password.encode() not in path.read_bytes(), path
     assert not any(password in text for text in printed)
+    superseded = sum(e["env_steps"] > ckpt_steps for e in evals_before)
     print(f"kill at {before.env_steps} steps, checkpoint {ckpt_steps}, resumed to "
-          f"{after.env_steps}; evaluations {len(evals_before)} before, {len(new)} new; "
-          f"{time.time() - started:.0f} s")  # fmt: skip
+          f"{after.env_steps}; evaluations {len(evals_before)} before ({superseded} past the "
+          f"checkpoint), {len(new)} new; {time.time() - started:.0f} s")  # fmt: skip
