@@ -479,3 +479,51 @@ def test_a_run_killed_with_9_resumes_by_run_id_and_loses_nothing(
     print(f"kill at {before.env_steps} steps, checkpoint {ckpt_steps}, resumed to "
           f"{after.env_steps}; evaluations {len(evals_before)} before ({superseded} past the "
           f"checkpoint), {len(new)} new; {time.time() - started:.0f} s")  # fmt: skip
+
+
+def test_training_goes_on_when_the_registry_is_down_and_catches_up_after(
+    tmp_path: Path,
+) -> None:
+    """The Trainer's registry writes, without Ray: a store that fails while ``down``."""
+    from dsqn_rllib.registry import LocalRunRegistry
+    from dsqn_rllib.train import Trainer
+
+    class Outage(LocalRunRegistry):
+        down = False
+
+        def _write_fields(self, *args: object, **kwargs: object) -> None:
+            if self.down:
+                raise RegistryError("cannot reach the run registry at test: Connection refused")
+            super()._write_fields(*args, **kwargs)  # type: ignore[arg-type]
+
+        def _write_evaluations(self, run_id: str, items: dict[str, str]) -> None:
+            if self.down:
+                raise RegistryError("cannot reach the run registry at test: Connection refused")
+            super()._write_evaluations(run_id, items)
+
+    reg = Outage(RegistryConfig(local_path=tmp_path / "registry.sqlite3"))
+    lines: list[str] = []
+    cfg = TrainConfig(env="CartPole-v1", run_dir=str(tmp_path), run_id="flaky", total_steps=900)
+    trainer = Trainer(cfg, registry=reg, out=lines.append)
+    trainer._record(trainer._write_whole_record)
+    reg.down = True
+    trainer.progress["env_steps"] = 500
+    trainer._heartbeat()
+    trainer.progress["env_steps"] = 600
+    evaluation_600 = evaluation(600, 42.0)
+    trainer._all_evaluations.append(evaluation_600)  # what _collect_evaluation does
+    trainer._record(lambda r: r.record_evaluation("flaky", evaluation_600))
+    trainer._heartbeat()
+    assert [line for line in lines if "warning" in line] == [
+        "[flaky] warning: cannot reach the run registry at test: Connection refused; "
+        "training goes on"
+    ]  # once per outage, not per write
+    run = reg.get_run("flaky")
+    assert run is not None and run.env_steps == 0 and reg.evaluations("flaky") == []
+    reg.down = False
+    trainer.progress["env_steps"] = 700
+    trainer._heartbeat()
+    assert lines[-1] == f"[flaky] run registry at {reg.where} answers again"
+    run = reg.get_run("flaky")
+    assert run is not None and (run.env_steps, run.total_steps, run.status) == (700, 900, "running")
+    assert reg.evaluations("flaky") == [evaluation_600]  # the one made during the outage
