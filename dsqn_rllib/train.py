@@ -101,6 +101,10 @@ def ensure_ray(num_env_runners: int) -> None:
 class Trainer:
     """Runs one training job to ``total_steps`` env steps (resumable)."""
 
+    registry_retry_s = 30.0
+    """After a failed registry write, skip writes this long (a registry that hangs would
+    otherwise cost a connect timeout per write, several per iteration)."""
+
     def __init__(
         self,
         cfg: TrainConfig,
@@ -127,6 +131,7 @@ class Trainer:
         self.cfg.registry_url = self.registry.config.url
         self.cfg.registry_prefix = self.registry.config.prefix
         self._registry_behind = False  # a write failed: rewrite the whole record when it answers
+        self._registry_retry_at = 0.0
         self.resume_from = resume_from
         self.progress: dict[str, Any] = dict(resume_progress or {})
         self.evaluations: list[dict[str, Any]] = list(self.progress.get("evaluations", []))
@@ -238,9 +243,11 @@ class Trainer:
             summary = self._train()
         except BaseException as err:  # Ctrl-C and SystemExit too: the run did not finish
             error = _one_line(err)
-            self._record(lambda r: r.finish(cfg.run_id or "", RunStatus.FAILED, error=error))
+            self._record(
+                lambda r: r.finish(cfg.run_id or "", RunStatus.FAILED, error=error), now=True
+            )
             raise
-        self._record(lambda r: r.finish(cfg.run_id or "", RunStatus.FINISHED))
+        self._record(lambda r: r.finish(cfg.run_id or "", RunStatus.FINISHED), now=True)
         return summary
 
     def _train(self) -> TrainSummary:
@@ -594,9 +601,12 @@ class Trainer:
             )
         )
 
-    def _record(self, write: Callable[[RunRegistry], None]) -> None:
+    def _record(self, write: Callable[[RunRegistry], None], *, now: bool = False) -> None:
         """Write to the registry. A failure never stops training (the run's files hold it all):
-        one line is printed and the whole record is rewritten once the registry answers."""
+        one line is printed and the whole record is rewritten once the registry answers.
+        ``now``: try even while backing off (the final status)."""
+        if self._registry_behind and not now and time.time() < self._registry_retry_at:
+            return  # the whole record is rewritten on the next try, this write included
         try:
             if self._registry_behind:
                 self._write_whole_record(self.registry)
@@ -607,6 +617,7 @@ class Trainer:
             if not self._registry_behind:
                 self.out(f"[{self.cfg.run_id}] warning: {err}; training goes on")
             self._registry_behind = True
+            self._registry_retry_at = time.time() + self.registry_retry_s
 
 
 def _one_line(err: BaseException) -> str:

@@ -505,6 +505,7 @@ def test_training_goes_on_when_the_registry_is_down_and_catches_up_after(
     lines: list[str] = []
     cfg = TrainConfig(env="CartPole-v1", run_dir=str(tmp_path), run_id="flaky", total_steps=900)
     trainer = Trainer(cfg, registry=reg, out=lines.append)
+    trainer.registry_retry_s = 0.0  # retry at every write (30 s apart in a real run)
     trainer._record(trainer._write_whole_record)
     reg.down = True
     trainer.progress["env_steps"] = 500
