@@ -81,6 +81,9 @@ def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
 # --- the JSON is generated, and wired to the provisioned datasource ------------------------
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="grafana-foundation-sdk (the generator) needs Python 3.11+"
+)
 def test_committed_dashboards_are_exactly_the_generators_output() -> None:
     generate = load_generator()
     assert [p.name for p in dashboard_files()] == sorted(generate.DASHBOARDS), (
@@ -299,7 +302,8 @@ def test_every_panel_query_returns_data_from_a_real_run(tmp_path: Path) -> None:
         layers = series("Firing rate per layer (heatmap)", "firing_rate")
         assert {s["metric"]["layer"] for s in layers} == {"conv1", "conv2", "conv3", "fc"}
         energy = series("Energy vs DQN twin", "energy")
-        assert 0 < float(energy[0]["value"][1]) < 1  # spikes make the DSQN cheaper
+        # ACs (0.9 pJ) x rate x T=2 undercut MACs (4.6 pJ) whatever the rates are.
+        assert 0 < float(energy[0]["value"][1]) < 1
         frames = series("Emulator frames/s per env runner and in total", "group_left")
         steps = {s["metric"]["runner"]: float(s["value"][1]) for s in per_runner}
         for s in frames:  # frame skip 4 on Atari
