@@ -273,11 +273,14 @@ def test_every_panel_query_returns_data_from_a_real_run(tmp_path: Path) -> None:
         # Template variables: query-based, they must list this run and game.
         for path in dashboard_files():
             for variable in json.loads(path.read_text())["templating"]["list"]:
-                metric, label = re.fullmatch(
-                    r"label_values\((\w+)(?:\{.*\})?, (\w+)\)", variable["query"]
+                selector, label = re.fullmatch(
+                    r"label_values\((\w+(?:\{.*\})?), (\w+)\)", variable["query"]
                 ).groups()
                 values = prometheus.api(
-                    f"label/{label}/values", **{"match[]": metric}, start=started, end=at
+                    f"label/{label}/values",
+                    **{"match[]": substitute(selector)},
+                    start=started,
+                    end=at,
                 )
                 assert {"run_id": RUN_ID, "game": GAME}[label] in values, (variable["name"], values)
 
