@@ -225,6 +225,15 @@ def main() -> None:
     for field, name in (("env_steps_per_s", "env steps/s"), ("updates_per_s", "updates/s")):
         off, on = median(False, field), median(True, field)
         print(f"  median {name:<12}: off {off:9,.2f}  on {on:9,.2f}  on/off {on / off:6.3f}")
+    # Each pair ran back to back: its ratio is less exposed to the load drifting between pairs.
+    paired = [
+        on.env_steps_per_s / off.env_steps_per_s
+        for off, on in zip(runs[False], runs[True], strict=True)
+    ]
+    print(
+        f"  on/off env steps/s per pair: {', '.join(f'{r:.3f}' for r in paired)}"
+        f" (median {statistics.median(paired):.3f})"
+    )
     per_iteration, per_scrape = exporter_cost(cfg, last)
     iterations = median(True, "iterations_per_s")
     busy = per_iteration * iterations + per_scrape / args.scrape_interval
