@@ -25,6 +25,7 @@ from torch import nn
 from dsqn_rllib.atari import AtariConfig, make_atari_vector_env
 from dsqn_rllib.config import TrainConfig
 from dsqn_rllib.models import build_q_network
+from dsqn_rllib.optim import make_adam
 from dsqn_rllib.replay import FrameReplayBuffer, StreamTracker, newest_frames
 from dsqn_rllib.runtime import keep_freed_memory_mapped
 
@@ -56,7 +57,7 @@ def minimal_loop(cfg: TrainConfig, seconds: float, warmup_steps: int) -> Through
     net = build_q_network(cfg.model, obs.shape[1:], n, **cfg.model_options())
     target = build_q_network(cfg.model, obs.shape[1:], n, **cfg.model_options())
     target.load_state_dict(net.state_dict())
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    optimizer = make_adam(net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)  # as the learner's
     replay = FrameReplayBuffer(cfg.buffer_size, E, obs.shape[2:], obs.shape[1], seed=0)
     tracker = StreamTracker(E)
     start_flags, valid = tracker.reset()

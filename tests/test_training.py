@@ -125,6 +125,19 @@ def test_a_killed_env_runner_is_restarted_and_training_goes_on(local_ray: object
     ).with_spiking(T=2).validate()  # fmt: skip
     algo = build_algorithm_config(cfg, iteration_seconds=1.0).build_algo()
     try:
+        # The learner's Adam is the configured one (RLlib's default learner ignores
+        # adam_epsilon on this stack), with the fused kernel.
+        (adam,) = [
+            result.get()
+            for result in algo.learner_group.foreach_learner(
+                lambda learner: {
+                    k: v
+                    for k, v in learner.get_optimizer().param_groups[0].items()
+                    if k != "params"
+                }
+            )
+        ]
+        assert adam["eps"] == cfg.adam_eps != 1e-8 and adam["fused"] and adam["lr"] == cfg.lr
         for _ in range(3):
             report = algo.train()["dsqn"]
         assert report["healthy_runners"] == 2
