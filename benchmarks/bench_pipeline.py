@@ -121,6 +121,13 @@ def pipeline(cfg: TrainConfig, seconds: float, warmup_steps: int) -> Throughput:
         report = algo.train()["dsqn"]
         while report["env_steps"] < warmup_steps:
             report = algo.train()["dsqn"]
+        # When learning starts the replay already holds the runners' head start: let the
+        # learner work off that backlog (runners throttled meanwhile) before measuring.
+        envs = cfg.num_env_runners * cfg.envs_per_runner
+        while (report["env_steps"] - cfg.learning_starts) - report["updates"] * cfg.train_every > (
+            2 * envs * report["chunk_steps"] + cfg.train_every  # the runners' allowed lead
+        ):
+            report = algo.train()["dsqn"]
         t0, s0, u0 = time.perf_counter(), report["env_steps"], report["updates"]
         while time.perf_counter() - t0 < seconds:
             report = algo.train()["dsqn"]

@@ -326,6 +326,7 @@ class PipelinedDQN(DQN):
             "target_syncs": s.target_syncs,
             "weight_syncs": s.weight_syncs,
             "weight_sync_seconds": s.weight_sync_seconds,
+            "chunk_steps": self._chunk_steps,
             "replay_size": len(self.replay),
             "replay_capacity": self.replay.ring_capacity * self.replay.num_streams,
             "runner_restarts": s.runner_restarts,
