@@ -25,7 +25,7 @@ def build_algorithm_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
 
         return build_old_stack_config(cfg, iteration_seconds=iteration_seconds)
     from dsqn_rllib.rllib.algorithm import PipelinedDQN
-    from dsqn_rllib.rllib.learner import DQNLearner
+    from dsqn_rllib.rllib.learner import FusedAdamDQNLearner
     from dsqn_rllib.rllib.rl_module import QNetworkRLModule
 
     config = (
@@ -64,8 +64,8 @@ def build_algorithm_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
             n_step=1,
             td_error_loss_fn="huber" if cfg.loss == "huber" else "mse",
             num_steps_sampled_before_learning_starts=cfg.learning_starts,
-            adam_epsilon=cfg.adam_eps,  # read by our DQNLearner (RLlib's ignores it)
-            learner_class=DQNLearner,
+            adam_epsilon=cfg.adam_eps,  # read by FusedAdamDQNLearner (RLlib's ignores it)
+            learner_class=FusedAdamDQNLearner,
             epsilon=[(0, cfg.epsilon_start), (max(1, cfg.epsilon_decay_steps), cfg.epsilon_end)],
         )
         .fault_tolerance(
