@@ -158,7 +158,7 @@ def _convert(raw: str, default: Any, name: str) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
-        if default is None and name in ("surrogate_alpha", "stop_eval_return"):
+        if default is None and name in ("surrogate_alpha", "stop_eval_return", "grad_clip"):
             return float(raw)
         if default is None and name == "metrics_port":
             return int(raw)

@@ -59,6 +59,9 @@ class TrainConfig:
     """Adam learning rate."""
     adam_eps: float = 1.5e-4
     """Adam ε (Dopamine's DQN value for lr 2.5e-4)."""
+    grad_clip: float | None = None
+    """Clip the gradients' global L2 norm at this value (None: no clipping, as in the paper;
+    RLlib's DQN would clip at 40)."""
     gamma: float = 0.99
     """Discount factor."""
     train_batch_size: int = 128
@@ -156,6 +159,8 @@ class TrainConfig:
             )
         for name in ("lr", "adam_eps"):
             _check_number(name, getattr(self, name), low=0.0, low_open=True)
+        if self.grad_clip is not None:
+            _check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
         _check_number("gamma", self.gamma, low=0.0, high=1.0)
         for name in ("epsilon_start", "epsilon_end", "eval_epsilon"):
             _check_number(name, getattr(self, name), low=0.0, high=1.0)

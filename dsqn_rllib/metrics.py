@@ -14,8 +14,8 @@ per-runner series carry a ``runner`` index, per-layer ones a ``layer`` name):
                  dsqn_learner_updates_per_second, dsqn_learner_samples_per_second,
                  dsqn_weight_sync_seconds, dsqn_replay_size, dsqn_replay_occupancy_ratio
     health       dsqn_td_loss, dsqn_q_mean, dsqn_q_max, dsqn_epsilon, dsqn_target_syncs_total,
-                 dsqn_runner_restarts_total, dsqn_env_runners_healthy,
-                 dsqn_seconds_since_checkpoint
+                 dsqn_nonfinite_grad_skips_total, dsqn_runner_restarts_total,
+                 dsqn_env_runners_healthy, dsqn_seconds_since_checkpoint
 
 The run's counters exist from the start at 0 (a run without a restart still has
 ``dsqn_runner_restarts_total 0``), so dashboards and alerts see 0, not "no data".
@@ -97,6 +97,9 @@ class PrometheusExporter:
         self.q_max = gauge("q_max", "Max Q of the taken actions in the last batch")
         self.epsilon = gauge("epsilon", "Exploration rate of the env runners")
         self.target_syncs = counter("target_syncs", "Target-network syncs")
+        self.nonfinite_skips = counter(
+            "nonfinite_grad_skips", "Learner updates skipped: a gradient held an inf or NaN"
+        )
         self.restarts = counter("runner_restarts", "Env-runner actors restarted after a failure")
         self.healthy_runners = gauge("env_runners_healthy", "Env-runner actors alive now")
         self.since_checkpoint = gauge(
@@ -106,7 +109,7 @@ class PrometheusExporter:
         self._last_checkpoint = time.time()
         for run_counter in (
             self.episodes, self.env_steps, self.env_frames, self.updates, self.target_syncs,
-            self.restarts,
+            self.nonfinite_skips, self.restarts,
         ):  # fmt: skip
             run_counter.labels(**self.labels)  # a child starts at 0 and is exported from now on
 
@@ -145,6 +148,9 @@ class PrometheusExporter:
         self._advance(self.updates, "updates", report.get("updates", 0))
         self._advance(self.episodes, "episodes", report.get("episodes", 0))
         self._advance(self.target_syncs, "target_syncs", report.get("target_syncs", 0))
+        self._advance(
+            self.nonfinite_skips, "nonfinite_grad_skips", report.get("nonfinite_grad_skips", 0)
+        )
         self._advance(self.restarts, "restarts", report.get("runner_restarts", 0))
         for runner, steps in report.get("steps_per_runner", {}).items():
             self._advance(self.runner_steps, f"runner{runner}", steps, runner=str(runner))

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
 from prometheus_client.parser import text_string_to_metric_families
+from ray.rllib.core import DEFAULT_MODULE_ID
 
 from dsqn_rllib.checkpoints import load_network
 from dsqn_rllib.config import TrainConfig
@@ -126,18 +128,16 @@ def test_a_killed_env_runner_is_restarted_and_training_goes_on(local_ray: object
     algo = build_algorithm_config(cfg, iteration_seconds=1.0).build_algo()
     try:
         # The learner's Adam is the configured one (RLlib's default learner ignores
-        # adam_epsilon on this stack), with the fused kernel.
-        (adam,) = [
-            result.get()
-            for result in algo.learner_group.foreach_learner(
-                lambda learner: {
-                    k: v
-                    for k, v in learner.get_optimizer().param_groups[0].items()
-                    if k != "params"
-                }
-            )
-        ]
+        # adam_epsilon on this stack), with the fused kernel, and gradients are not clipped
+        # (DQNConfig's default would clip their norm at 40; the paper does not clip).
+        (adam,) = _on_learner(
+            algo,
+            lambda learner: dict(
+                learner.get_optimizer().param_groups[0], grad_clip=learner.config.grad_clip
+            ),
+        )
         assert adam["eps"] == cfg.adam_eps != 1e-8 and adam["fused"] and adam["lr"] == cfg.lr
+        assert adam["grad_clip"] is None
         for _ in range(3):
             report = algo.train()["dsqn"]
         assert report["healthy_runners"] == 2
@@ -162,8 +162,31 @@ def test_a_killed_env_runner_is_restarted_and_training_goes_on(local_ray: object
             lambda runner: os.getpid(), local_env_runner=False
         )
         assert pids[0] not in new_pids and len(new_pids) == 2
+
+        # An update whose gradient is not finite (NaN rewards in the replay) is skipped whole
+        # and counted; the next good one steps.
+        def weights(learner: object) -> list:
+            return [p.detach().clone() for p in learner.module[DEFAULT_MODULE_ID].parameters()]
+
+        (before,) = _on_learner(algo, weights)
+        good_rewards = algo.replay.rewards.copy()
+        algo.replay.rewards[:] = float("nan")
+        algo._learn_once()
+        (after,) = _on_learner(algo, weights)
+        assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+        assert algo.pipeline_report()["nonfinite_grad_skips"] == 1
+        algo.replay.rewards[:] = good_rewards
+        algo._learn_once()
+        (after,) = _on_learner(algo, weights)
+        assert not all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+        assert algo.pipeline_report()["nonfinite_grad_skips"] == 1
     finally:
         algo.stop()
+
+
+def _on_learner(algo: object, fn: object) -> list:
+    """``fn(learner)`` on each learner of the algorithm (here: the one local learner)."""
+    return [result.get() for result in algo.learner_group.foreach_learner(fn)]
 
 
 def test_spiking_mlp_learns_cartpole_through_the_full_pipeline(tmp_path: Path) -> None:
@@ -209,6 +232,7 @@ def test_spiking_mlp_learns_cartpole_through_the_full_pipeline(tmp_path: Path) -
     scraped_steps = value("dsqn_env_steps_total")
     assert scraped_steps in {r["env_steps"] for r in last}  # a value the run really reported
     assert value("dsqn_learner_updates_total") > 0 and value("dsqn_epsilon") < 1.0
+    assert value("dsqn_nonfinite_grad_skips_total") == 0  # a healthy run skips no update
     # A target sync once 500 env steps have passed since the last one, from 1,000 steps on;
     # env steps arrive in chunks of up to 4 envs x 32 steps, so an interval is 500..628.
     since_start = scraped_steps - 1000

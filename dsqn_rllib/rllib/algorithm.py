@@ -37,6 +37,7 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from dsqn_rllib.config import TrainConfig
 from dsqn_rllib.replay import FrameReplayBuffer
 from dsqn_rllib.rllib.env_runner import TRAIN_CONFIG_KEY, SampleChunk
+from dsqn_rllib.rllib.learner import NONFINITE_SKIPS
 
 SAMPLE_TAG = "dsqn_sample"
 # Chunk length bounds (steps per env per request), and the learner time one round of chunks
@@ -53,6 +54,7 @@ class PipelineStats:
     env_steps: int = 0
     updates: int = 0
     target_syncs: int = 0
+    nonfinite_skips: int = 0  # updates skipped: a gradient held an inf or NaN
     weight_syncs: int = 0
     episodes: int = 0
     runner_restarts: int = 0
@@ -252,6 +254,9 @@ class PipelinedDQN(DQN):
         syncs = _peek(module_results, "num_target_updates")
         if math.isfinite(syncs):
             self.stats.target_syncs += int(syncs)
+        skips = _peek(module_results, NONFINITE_SKIPS)
+        if math.isfinite(skips):
+            self.stats.nonfinite_skips += int(skips)
 
     # --- weights --------------------------------------------------------------------------
 
@@ -324,6 +329,7 @@ class PipelinedDQN(DQN):
             "q_mean": s.last_q_mean,
             "q_max": s.last_q_max,
             "target_syncs": s.target_syncs,
+            "nonfinite_grad_skips": s.nonfinite_skips,
             "weight_syncs": s.weight_syncs,
             "weight_sync_seconds": s.weight_sync_seconds,
             "chunk_steps": self._chunk_steps,

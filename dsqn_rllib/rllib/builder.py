@@ -48,7 +48,11 @@ def build_algorithm_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
             merge_env_runner_states=False,
             broadcast_env_runner_states=False,
         )
-        .learners(num_learners=0, num_gpus_per_learner=1 if learner_uses_gpu(cfg) else 0)
+        .learners(
+            num_learners=0,
+            num_gpus_per_learner=1 if learner_uses_gpu(cfg) else 0,
+            learner_class=FusedAdamDQNLearner,
+        )
         .rl_module(
             rl_module_spec=RLModuleSpec(module_class=QNetworkRLModule),
             model_config=_model_config(cfg),
@@ -65,7 +69,7 @@ def build_algorithm_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
             td_error_loss_fn="huber" if cfg.loss == "huber" else "mse",
             num_steps_sampled_before_learning_starts=cfg.learning_starts,
             adam_epsilon=cfg.adam_eps,  # read by FusedAdamDQNLearner (RLlib's ignores it)
-            learner_class=FusedAdamDQNLearner,
+            grad_clip=cfg.grad_clip,  # DQNConfig's own default is 40
             epsilon=[(0, cfg.epsilon_start), (max(1, cfg.epsilon_decay_steps), cfg.epsilon_end)],
         )
         .fault_tolerance(

@@ -143,6 +143,7 @@ def build_old_stack_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
             n_step=cfg.n_step,  # old-stack DQN postprocesses n-step returns itself
             lr=cfg.lr,
             adam_epsilon=cfg.adam_eps,
+            grad_clip=cfg.grad_clip,  # DQNConfig's own default is 40
             gamma=cfg.gamma,
             train_batch_size=cfg.train_batch_size,
             target_network_update_freq=cfg.target_update_period,
