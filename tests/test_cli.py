@@ -35,7 +35,7 @@ from dsqn_rllib.models import ModelKind
         (["train", "--api-stack", "older"], "api_stack must be new or old"),
         (["train", "--lr", "-0.1"], "lr must be a number > 0.0"),
         (["train", "--gamma", "1.5"], "gamma must be a number >= 0.0 and <= 1.0"),
-        (["train", "--num-env-runners", "0"], "num_env_runners must be an integer >= 1"),
+        (["train", "--num-env-runners", "-1"], "num_env_runners must be an integer >= 0"),
         (["train", "--train-batch-size", "0"], "train_batch_size must be an integer >= 1"),
         (
             ["train", "--buffer-size", "10", "--train-batch-size", "32"],

@@ -89,6 +89,23 @@ def test_atari_train_checkpoint_eval_and_resume_on_the_new_stack(tmp_path: Path)
     assert resumed[-1]["env_steps"] > before
 
 
+def test_atari_in_process_sampling_trains_at_the_exact_ratio_and_resumes(tmp_path: Path) -> None:
+    """--num-env-runners 0: the learner's process steps the envs between its updates."""
+    dsqn("train", *atari_smoke(0, 4), "--run-dir", str(tmp_path), "--run-id", "pong-local")
+    run = tmp_path / "pong-local"
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    last = lines[-1]
+    assert last["env_steps"] >= 640 and last["healthy_runners"] == 0
+    assert last["steps_per_runner"] == {"0": last["env_steps"]}  # no actor sampled
+    assert set(last["firing_rates"]) == {"conv1", "conv2", "conv3", "fc"}
+    for line in lines:  # learning_starts 256, one update per 8 env steps, never behind
+        if line["env_steps"] >= 256:
+            assert line["updates"] == (line["env_steps"] - 256) // 8 + 1, line
+    before = progress_of(run)["env_steps"]
+    dsqn("train", "--resume", str(run), "--total-steps", str(before + 400))
+    assert progress_of(run)["env_steps"] >= before + 400
+
+
 def test_atari_train_and_eval_on_the_old_stack_torch_model_v2(tmp_path: Path) -> None:
     # One runner with one env: the old stack's sampling is RLlib's own (slow) path.
     dsqn(
@@ -171,15 +188,27 @@ def test_a_killed_env_runner_is_restarted_and_training_goes_on(local_ray: object
         (before,) = _on_learner(algo, weights)
         good_rewards = algo.replay.rewards.copy()
         algo.replay.rewards[:] = float("nan")
-        algo._learn_once()
+        algo._learn(num_updates=1)
         (after,) = _on_learner(algo, weights)
         assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
         assert algo.pipeline_report()["nonfinite_grad_skips"] == 1
         algo.replay.rewards[:] = good_rewards
-        algo._learn_once()
+        algo._learn(num_updates=1)
         (after,) = _on_learner(algo, weights)
         assert not all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
         assert algo.pipeline_report()["nonfinite_grad_skips"] == 1
+
+        # Several updates in one learner call are that many Adam steps on batches of
+        # train_batch_size (RLlib's minibatches), not one step on a bigger batch.
+        def adam_steps(learner: object) -> int:
+            optimizer = learner.get_optimizer()
+            return int(optimizer.state[optimizer.param_groups[0]["params"][0]]["step"])
+
+        (steps_before,) = _on_learner(algo, adam_steps)
+        updates_before = algo.pipeline_report()["updates"]
+        algo._learn(num_updates=3)
+        assert _on_learner(algo, adam_steps) == [steps_before + 3]
+        assert algo.pipeline_report()["updates"] == updates_before + 3
     finally:
         algo.stop()
 

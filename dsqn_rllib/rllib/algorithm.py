@@ -16,6 +16,13 @@ RLlib's parts that are not on the hot path (``EnvRunnerGroup`` with its fault to
   and the learner waits for data when it gets ahead of the runners.
 * Replay stores each frame once as uint8 (``FrameReplayBuffer``) in the learner's process:
   a batch is one numpy gather, handed to the learner without episode objects or connectors.
+
+With ``num_env_runners=0`` there are no sampling actors: the learner's process steps its own
+``VectorEnvRunner`` (RLlib's local env runner) and sampling and learning take turns, one
+lockstep env step, then the updates it made due. That is the fastest layout where runners
+would share the learner's cores (a 2-core laptop: a runner's inference preempts one of the
+update's threads and stalls both), and inference runs on the learner's device and threads,
+with the learner's own network (no weight copies).
 """
 
 from __future__ import annotations
@@ -87,7 +94,7 @@ class PipelinedDQN(DQN):
         cfg = TrainConfig.from_dict(self.config.env_config[TRAIN_CONFIG_KEY])
         self.train_config = cfg
         obs_space, _ = self.spaces[DEFAULT_MODULE_ID]
-        num_streams = self.config.num_env_runners * self.config.num_envs_per_env_runner
+        num_streams = max(1, self.config.num_env_runners) * self.config.num_envs_per_env_runner
         self.replay = FrameReplayBuffer(
             capacity=cfg.buffer_size,
             num_streams=num_streams,
@@ -110,11 +117,18 @@ class PipelinedDQN(DQN):
         # resumed run refills its (not checkpointed) replay the same way before learning.
         self._learning_start_step = cfg.learning_starts
         self._updates_at_start = 0
+        # num_env_runners=0: sampling in this process, with the learner's own module.
+        self._local_runner = (
+            self.env_runner_group.local_env_runner if self.config.num_env_runners == 0 else None
+        )
         self._publish_weights()
 
     # --- the loop -------------------------------------------------------------------------
 
     def training_step(self) -> None:
+        if self._local_runner is not None:
+            self._sample_and_learn_in_turn()
+            return
         self._ingest(timeout_s=0.0)
         self._request_chunks()
         due = self._updates_due()
@@ -123,10 +137,31 @@ class PipelinedDQN(DQN):
             self._ingest(timeout_s=0.05)
             return
         for _ in range(min(due, 16)):
-            self._learn_once()
+            self._learn(num_updates=1)
             self._ingest(timeout_s=0.0)
             self._request_chunks()
         self._maybe_publish_weights()
+
+    def _sample_and_learn_in_turn(self) -> None:
+        """One chunk from the local runner, then the updates it made due: the minimal DQN
+        loop. Until learning starts, chunks are long (filling the replay); then a chunk is
+        the fewest lockstep steps that make an update due."""
+        cfg = self.train_config
+        envs = self.config.num_envs_per_env_runner
+        to_learning = self._learning_start_step - self.stats.env_steps
+        if to_learning > 0:
+            num_steps = min(MAX_CHUNK_STEPS, -(-to_learning // envs))
+        else:
+            num_steps = -(-cfg.train_every // envs)
+        self._chunk_steps = num_steps
+        chunk = self._local_runner.sample_chunk(
+            num_steps=num_steps, epsilon=cfg.epsilon_at(self.stats.env_steps), stats=True
+        )
+        self._add_chunk(0, chunk)
+        due = self._updates_due()
+        while due > 0:  # a learner call's batch stays small (16 x 128 Atari pairs: 115 MB)
+            self._learn(num_updates=min(due, 16))
+            due -= 16
 
     def _updates_due(self) -> int:
         cfg = self.train_config
@@ -217,10 +252,17 @@ class PipelinedDQN(DQN):
             self._runner_seq_no.get(runner_id, 0), chunk.weights_seq_no
         )
 
-    def _learn_once(self) -> None:
+    def _learn(self, num_updates: int) -> None:
+        """``num_updates`` gradient steps on independent batches of ``train_batch_size`` in one
+        learner call (RLlib's minibatches): its per-call bookkeeping, a metrics reduce among
+        it, is paid once. Sampling them at once equals sampling them in turn: no env step
+        comes between."""
         cfg = self.train_config
         sample = self.replay.sample(
-            cfg.train_batch_size, rng=self._batch_rng, n_step=cfg.n_step, gamma=cfg.gamma
+            num_updates * cfg.train_batch_size,
+            rng=self._batch_rng,
+            n_step=cfg.n_step,
+            gamma=cfg.gamma,
         )
         obs, next_obs = sample.obs, sample.next_obs
         if not cfg.is_atari:  # vector observations are stored with a stack of one
@@ -240,12 +282,13 @@ class PipelinedDQN(DQN):
         results = self.learner_group.update(
             batch=MultiAgentBatch({DEFAULT_MODULE_ID: batch}, env_steps=len(sample.actions)),
             timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self.stats.env_steps},
+            minibatch_size=cfg.train_batch_size,
         )
-        elapsed = time.perf_counter() - start
+        elapsed = (time.perf_counter() - start) / num_updates
         self._update_seconds = (
             elapsed if self._update_seconds == 0 else 0.9 * self._update_seconds + 0.1 * elapsed
         )
-        self.stats.updates += 1
+        self.stats.updates += num_updates
         module_results = results[0].get(DEFAULT_MODULE_ID, {}) if results else {}
         self.stats.last_loss = _peek(module_results, "qf_loss")
         self.stats.last_q_mean = _peek(module_results, "qf_mean")
@@ -270,6 +313,17 @@ class PipelinedDQN(DQN):
         self._publish_weights()
 
     def _publish_weights(self) -> None:
+        if self._local_runner is not None:
+            # No copy: the local runner acts with the learner's module itself (taken again
+            # here in case a restore replaced it).
+            (learner_module,) = [
+                result.get()
+                for result in self.learner_group.foreach_learner(
+                    lambda learner: learner.module[DEFAULT_MODULE_ID]
+                )
+            ]
+            self._local_runner.share_module(learner_module)
+            return
         start = time.perf_counter()
         state = self.learner_group.get_state(
             components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True

@@ -41,7 +41,8 @@ def build_algorithm_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
             num_env_runners=cfg.num_env_runners,
             num_envs_per_env_runner=cfg.envs_per_runner,
             num_cpus_per_env_runner=1,
-            create_local_env_runner=False,
+            # 0 runners: the learner's process samples (PipelinedDQN takes turns).
+            create_local_env_runner=cfg.num_env_runners == 0,
             max_requests_in_flight_per_env_runner=2,
             # Our runners have no connector state; RLlib would otherwise fetch every runner's
             # whole state (weights included) once per iteration, blocking the learner.

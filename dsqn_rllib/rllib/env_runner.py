@@ -71,9 +71,12 @@ class SampleChunk:
         return int(self.actions.size)
 
 
-def make_training_env(cfg: TrainConfig, num_envs: int, seed: int) -> gym.vector.VectorEnv | Any:
-    """The vectorised training env: Atari in C++ (life loss and clipping left to the runner),
-    a Gymnasium id as a synchronous vector env. Both autoreset on the step after an end."""
+def make_training_env(
+    cfg: TrainConfig, num_envs: int, seed: int, num_threads: int = 1
+) -> gym.vector.VectorEnv | Any:
+    """The vectorised training env: Atari in C++ on ``num_threads`` threads (0: ALE's choice;
+    life loss and clipping left to the runner), a Gymnasium id as a synchronous vector env.
+    Both autoreset on the step after an end."""
     if cfg.is_atari:
         from dsqn_rllib.atari import AtariConfig, make_atari_vector_env
 
@@ -84,7 +87,7 @@ def make_training_env(cfg: TrainConfig, num_envs: int, seed: int) -> gym.vector.
             terminal_on_life_loss=False,  # applied by the runner, so the game goes on
             clip_rewards=False,  # clipped by the runner, so returns stay unclipped
         )
-        return make_atari_vector_env(atari, num_envs, seed=seed, num_threads=1)
+        return make_atari_vector_env(atari, num_envs, seed=seed, num_threads=num_threads)
     env = gym.make_vec(cfg.env, num_envs=num_envs, vectorization_mode="sync")  # type: ignore[arg-type]
     env.reset(seed=seed)
     return env
@@ -96,12 +99,13 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
     def __init__(self, *, config: Any, **kwargs: Any) -> None:
         super().__init__(config=config, **kwargs)
         keep_freed_memory_mapped()
-        # One thread per runner, at a lower CPU priority: where runners share cores with the
-        # learner (a laptop), the learner's multi-threaded update must not wait for a thread
-        # preempted by inference (measured on 2 cores: -15% updates/s without this).
-        torch.set_num_threads(1)
-        with contextlib.suppress(OSError):
-            os.nice(RUNNER_NICENESS)
+        if self.worker_index:  # a sampling actor (index 0 lives in the learner's process)
+            # One thread per runner, at a lower CPU priority: where runners share cores with
+            # the learner (a laptop), the learner's multi-threaded update must not wait for a
+            # thread preempted by inference (measured on 2 cores: -15% updates/s without this).
+            torch.set_num_threads(1)
+            with contextlib.suppress(OSError):
+                os.nice(RUNNER_NICENESS)
         self.train_config = TrainConfig.from_dict(self.config.env_config[TRAIN_CONFIG_KEY])
         self.num_envs = int(self.config.num_envs_per_env_runner)
         index = max(1, self.worker_index or 1)
@@ -118,7 +122,10 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
     def make_env(self) -> None:
         if self.env is not None:
             self.env.close()
-        self.env = make_training_env(self.train_config, self.num_envs, self._seed_value)
+        # An actor has one CPU; in the learner's process the envs may use every core while
+        # the learner waits for them.
+        threads = 1 if self.worker_index else 0
+        self.env = make_training_env(self.train_config, self.num_envs, self._seed_value, threads)
         self._obs, info = self.env.reset(seed=self._seed_value)
         self._lives = np.asarray(info.get("lives", np.zeros(self.num_envs)), dtype=np.int64)
         self._tracker = StreamTracker(self.num_envs)
@@ -131,6 +138,12 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
         self.module = spec.build()
         self.module.eval()
         self.net: QNetwork = self.module.net
+
+    def share_module(self, module: Any) -> None:
+        """Act with ``module`` itself (the learner's, in the learner's process): every action
+        comes from the newest weights and no weights are ever copied."""
+        self.module = module
+        self.net = module.net
 
     def get_spaces(self) -> dict[str, tuple[gym.Space, gym.Space]]:
         return {
@@ -276,9 +289,11 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
         self, obs: np.ndarray, stats: bool
     ) -> tuple[np.ndarray, dict[str, float], float]:
         with torch.inference_mode():
-            obs_t = torch.from_numpy(np.ascontiguousarray(obs))
+            # On the net's device: a GPU where a shared (learner's) module lives on one.
+            device = next(self.net.parameters()).device
+            obs_t = torch.from_numpy(np.ascontiguousarray(obs)).to(device, non_blocking=True)
             if self.net.is_spiking and stats:
                 q, spike_stats = self.net(obs_t, return_stats=True)
                 rates = {k: float(v) for k, v in spike_stats.rates.items()}
-                return q.argmax(dim=1).numpy(), rates, spike_stats.spikes_per_sample()
-            return self.net(obs_t).argmax(dim=1).numpy(), {}, 0.0
+                return q.argmax(dim=1).cpu().numpy(), rates, spike_stats.spikes_per_sample()
+            return self.net(obs_t).argmax(dim=1).cpu().numpy(), {}, 0.0
