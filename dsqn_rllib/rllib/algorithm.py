@@ -143,10 +143,12 @@ class PipelinedDQN(DQN):
         self._maybe_publish_weights()
 
     def _sample_and_learn_in_turn(self) -> None:
-        """One chunk from the local runner, then the updates it made due: the minimal DQN
-        loop. Until learning starts, chunks are long (filling the replay); then a chunk is
-        the fewest lockstep steps that make an update due."""
+        """A chunk from the local runner, with the due updates run while each step's envs
+        step (in ALE's C++ threads): the minimal DQN loop, with the env step hidden behind
+        the update. Until learning starts, chunks are long (filling the replay); then a chunk
+        is the fewest lockstep steps that make an update due."""
         cfg = self.train_config
+        runner = self._local_runner
         envs = self.config.num_envs_per_env_runner
         to_learning = self._learning_start_step - self.stats.env_steps
         if to_learning > 0:
@@ -154,14 +156,17 @@ class PipelinedDQN(DQN):
         else:
             num_steps = -(-cfg.train_every // envs)
         self._chunk_steps = num_steps
-        chunk = self._local_runner.sample_chunk(
-            num_steps=num_steps, epsilon=cfg.epsilon_at(self.stats.env_steps), stats=True
-        )
-        self._add_chunk(0, chunk)
-        due = self._updates_due()
-        while due > 0:  # a learner call's batch stays small (16 x 128 Atari pairs: 115 MB)
-            self._learn(num_updates=min(due, 16))
-            due -= 16
+        epsilon = cfg.epsilon_at(self.stats.env_steps)
+        runner.begin_chunk(num_steps)
+        for _ in range(num_steps):
+            runner.send_actions(epsilon)
+            # Updates made due by the steps already in the replay (this one is in flight).
+            due = self._updates_due()
+            while due > 0:  # a learner call's batch stays small (16 x 128 Atari pairs: 115 MB)
+                self._learn(num_updates=min(due, 16))
+                due -= 16
+            runner.receive_step()
+        self._add_chunk(0, runner.end_chunk())
 
     def _updates_due(self) -> int:
         cfg = self.train_config

@@ -71,6 +71,29 @@ class SampleChunk:
         return int(self.actions.size)
 
 
+class _ChunkWriter:
+    """The arrays of a chunk being sampled (E envs x L steps) and its running sums."""
+
+    def __init__(
+        self, num_envs: int, num_steps: int, frame_shape: tuple, frame_dtype: type
+    ) -> None:
+        E, L = num_envs, num_steps
+        self.frames = np.empty((E, L, *frame_shape), dtype=frame_dtype)
+        self.actions = np.empty((E, L), dtype=np.int64)
+        self.rewards = np.empty((E, L), dtype=np.float32)
+        self.terminated = np.empty((E, L), dtype=bool)
+        self.truncated = np.empty((E, L), dtype=bool)
+        self.episode_start = np.empty((E, L), dtype=bool)
+        self.valid = np.empty((E, L), dtype=bool)
+        self.steps = 0  # rows written
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self.rate_sums: dict[str, float] = {}
+        self.spikes = 0.0
+        self.env_seconds = 0.0
+        self.inference_seconds = 0.0
+
+
 def make_training_env(
     cfg: TrainConfig, num_envs: int, seed: int, num_threads: int = 1
 ) -> gym.vector.VectorEnv | Any:
@@ -113,6 +136,9 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
         self._seed_value = int(self.train_config.seed * 10_007 + index * 1_000)
         self._rng = np.random.default_rng(self._seed_value)
         self._weights_seq_no = 0
+        self._chunk: _ChunkWriter | None = None
+        self._action = np.zeros(0, dtype=np.int64)  # sent, not yet received
+        self._sent_at = 0.0
         self.env: Any = None
         self.make_env()
         self.make_module()
@@ -201,88 +227,104 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
         self, num_steps: int = 32, epsilon: float = 1.0, stats: bool = True
     ) -> SampleChunk:
         """Step all E envs ``num_steps`` times with ε-greedy actions; rows for the replay."""
+        self.begin_chunk(num_steps)
+        for _ in range(num_steps):
+            self.send_actions(epsilon, stats)
+            self.receive_step()
+        return self.end_chunk()
+
+    # A chunk step by step, for a caller with work to do while the envs step (the learner's
+    # process updates between send_actions and receive_step: ALE steps in its C++ threads).
+
+    def begin_chunk(self, num_steps: int) -> None:
         cfg = self.train_config
-        E, L = self.num_envs, num_steps
         obs_shape = self._obs.shape[1:]
-        frame_shape = obs_shape[1:] if cfg.is_atari else obs_shape
-        frame_dtype = np.uint8 if cfg.is_atari else np.float32
-        frames = np.empty((E, L, *frame_shape), dtype=frame_dtype)
-        actions = np.empty((E, L), dtype=np.int64)
-        rewards = np.empty((E, L), dtype=np.float32)
-        terminated = np.empty((E, L), dtype=bool)
-        truncated = np.empty((E, L), dtype=bool)
-        episode_start = np.empty((E, L), dtype=bool)
-        valid = np.empty((E, L), dtype=bool)
-        returns: list[float] = []
-        lengths: list[int] = []
-        rate_sums: dict[str, float] = {}
-        spikes = 0.0
-        env_seconds = inference_seconds = 0.0
+        self._chunk = _ChunkWriter(
+            self.num_envs,
+            num_steps,
+            frame_shape=obs_shape[1:] if cfg.is_atari else obs_shape,
+            frame_dtype=np.uint8 if cfg.is_atari else np.float32,
+        )
 
-        for t in range(L):
-            start = time.perf_counter()
-            greedy, step_rates, step_spikes = self._greedy_actions(self._obs, stats)
-            explore = self._rng.random(E) < epsilon
-            action = np.where(
-                explore, self._rng.integers(0, self.env.single_action_space.n, E), greedy
-            )
-            for name, rate in step_rates.items():
-                rate_sums[name] = rate_sums.get(name, 0.0) + rate
-            spikes += step_spikes
-            after_inference = time.perf_counter()
+    def send_actions(self, epsilon: float, stats: bool = True) -> None:
+        """ε-greedy actions for the current observations, sent to the envs."""
+        chunk = self._chunk
+        start = time.perf_counter()
+        greedy, step_rates, step_spikes = self._greedy_actions(self._obs, stats)
+        E = self.num_envs
+        explore = self._rng.random(E) < epsilon
+        action = np.where(explore, self._rng.integers(0, self.env.single_action_space.n, E), greedy)
+        for name, rate in step_rates.items():
+            chunk.rate_sums[name] = chunk.rate_sums.get(name, 0.0) + rate
+        chunk.spikes += step_spikes
+        self._action = action
+        self._sent_at = time.perf_counter()
+        chunk.inference_seconds += self._sent_at - start
+        if hasattr(self.env, "send"):  # AtariVectorEnv: steps in C++ threads from here on
+            self.env.send(action)
+
+    def receive_step(self) -> None:
+        """The envs' results for the sent actions, written as the chunk's next row."""
+        cfg, chunk, action = self.train_config, self._chunk, self._action
+        if hasattr(self.env, "recv"):
+            next_obs, reward, term, trunc, info = self.env.recv()
+        else:
             next_obs, reward, term, trunc, info = self.env.step(action)
-            env_seconds += time.perf_counter() - after_inference
-            inference_seconds += after_inference - start
+        chunk.env_seconds += time.perf_counter() - self._sent_at
 
-            reward = np.asarray(reward, dtype=np.float64)
-            term = np.asarray(term, dtype=bool)
-            trunc = np.asarray(trunc, dtype=bool)
-            learn_terminated = term.copy()
-            if cfg.is_atari:
-                lives = np.asarray(info["lives"], dtype=np.int64)
-                # DQN protocol: a lost life ends the *learning* episode; the game goes on.
-                life_lost = (lives < self._lives) & self._valid
-                learn_terminated |= life_lost
-                self._lives = lives
-            frames[:, t] = newest_frames(self._obs) if cfg.is_atari else self._obs
-            actions[:, t] = action
-            rewards[:, t] = np.sign(reward) if cfg.is_atari else reward
-            terminated[:, t] = learn_terminated
-            truncated[:, t] = trunc
-            episode_start[:, t] = self._episode_start
-            valid[:, t] = self._valid
+        reward = np.asarray(reward, dtype=np.float64)
+        term = np.asarray(term, dtype=bool)
+        trunc = np.asarray(trunc, dtype=bool)
+        learn_terminated = term.copy()
+        if cfg.is_atari:
+            lives = np.asarray(info["lives"], dtype=np.int64)
+            # DQN protocol: a lost life ends the *learning* episode; the game goes on.
+            life_lost = (lives < self._lives) & self._valid
+            learn_terminated |= life_lost
+            self._lives = lives
+        t = chunk.steps
+        chunk.frames[:, t] = newest_frames(self._obs) if cfg.is_atari else self._obs
+        chunk.actions[:, t] = action
+        chunk.rewards[:, t] = np.sign(reward) if cfg.is_atari else reward
+        chunk.terminated[:, t] = learn_terminated
+        chunk.truncated[:, t] = trunc
+        chunk.episode_start[:, t] = self._episode_start
+        chunk.valid[:, t] = self._valid
+        chunk.steps += 1
 
-            # Episode accounting on real episodes (whole games), unclipped.
-            live = self._valid
-            self._running_return[live] += reward[live]
-            self._running_length[live] += 1
-            ended = (term | trunc) & live
-            for e in np.flatnonzero(ended):
-                returns.append(float(self._running_return[e]))
-                lengths.append(int(self._running_length[e]))
-                self._running_return[e] = 0.0
-                self._running_length[e] = 0
-            self._episode_start, self._valid = self._tracker.step(term, trunc)
-            self._obs = next_obs
+        # Episode accounting on real episodes (whole games), unclipped.
+        live = self._valid
+        self._running_return[live] += reward[live]
+        self._running_length[live] += 1
+        ended = (term | trunc) & live
+        for e in np.flatnonzero(ended):
+            chunk.returns.append(float(self._running_return[e]))
+            chunk.lengths.append(int(self._running_length[e]))
+            self._running_return[e] = 0.0
+            self._running_length[e] = 0
+        self._episode_start, self._valid = self._tracker.step(term, trunc)
+        self._obs = next_obs
 
-        steps = max(1, L)
+    def end_chunk(self) -> SampleChunk:
+        chunk, self._chunk = self._chunk, None
+        steps = max(1, chunk.steps)
         return SampleChunk(
             stream_ids=self.stream_ids,
-            frames=frames,
-            actions=actions,
-            rewards=rewards,
-            terminated=terminated,
-            truncated=truncated,
-            episode_start=episode_start,
-            valid=valid,
-            episode_returns=returns,
-            episode_lengths=lengths,
-            firing_rates={k: v / steps for k, v in rate_sums.items()},
-            spikes_per_inference=spikes / steps,
+            frames=chunk.frames,
+            actions=chunk.actions,
+            rewards=chunk.rewards,
+            terminated=chunk.terminated,
+            truncated=chunk.truncated,
+            episode_start=chunk.episode_start,
+            valid=chunk.valid,
+            episode_returns=chunk.returns,
+            episode_lengths=chunk.lengths,
+            firing_rates={k: v / steps for k, v in chunk.rate_sums.items()},
+            spikes_per_inference=chunk.spikes / steps,
             worker_index=int(self.worker_index or 0),
             weights_seq_no=self._weights_seq_no,
-            env_seconds=env_seconds,
-            inference_seconds=inference_seconds,
+            env_seconds=chunk.env_seconds,
+            inference_seconds=chunk.inference_seconds,
         )
 
     def _greedy_actions(
