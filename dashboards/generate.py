@@ -398,11 +398,15 @@ def health_row(d: db.Dashboard) -> None:
     )
     d.with_panel(
         lines(
-            "Env-runner restarts",
-            "Env-runner actors restarted after a failure (total) and those healthy now",
+            "Restarts, skipped updates",
+            "Env-runner actors restarted after a failure and learner updates skipped for an "
+            "inf or NaN gradient (totals, 0 in a healthy run), and env runners healthy now",
             [
                 query(f"dsqn_runner_restarts_total{{{SEL}}}", "{{run_id}} restarts", "A"),
                 query(f"dsqn_env_runners_healthy{{{SEL}}}", "{{run_id}} healthy", "B"),
+                query(
+                    f"dsqn_nonfinite_grad_skips_total{{{SEL}}}", "{{run_id}} skipped updates", "C"
+                ),
             ],
             width=12,
             soft_min=0,

@@ -311,6 +311,7 @@ def test_every_panel_query_returns_data_from_a_real_run(tmp_path: Path) -> None:
         steps = {s["metric"]["runner"]: float(s["value"][1]) for s in per_runner}
         for s in frames:  # frame skip 4 on Atari
             assert float(s["value"][1]) == pytest.approx(4 * steps[s["metric"]["runner"]])
-        assert float(series("Env-runner restarts", "restarts")[0]["value"][1]) == 0
+        assert float(series("Restarts, skipped updates", "restarts")[0]["value"][1]) == 0
+        assert float(series("Restarts, skipped updates", "nonfinite")[0]["value"][1]) == 0
     finally:
         prometheus.stop()
