@@ -164,8 +164,10 @@ class Pipeline:
 
     def pause(self) -> None:
         """Let requests in flight finish, so runner actors leave the cores to the next window."""
+        from dsqn_rllib.rllib.algorithm import SAMPLE_TAG
+
         algo = self.algo
-        while algo.env_runner_group.num_in_flight_async_reqs("dsqn_sample") > 0:
+        while algo.env_runner_group.num_in_flight_async_reqs(SAMPLE_TAG) > 0:
             algo._ingest(timeout_s=1.0)
 
     def close(self) -> None:

@@ -145,27 +145,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Optional numeric fields (default None) and the type a flag's text converts to.
+_OPTIONAL_NUMBERS: dict[str, type] = {
+    "surrogate_alpha": float,
+    "stop_eval_return": float,
+    "grad_clip": float,
+    "metrics_port": int,
+}
+
+
 def _convert(raw: str, default: Any, name: str) -> Any:
     """A flag's text as the type of the field's default; one-line error otherwise."""
+    kind: type = type(default)
+    if default is None:
+        kind = _OPTIONAL_NUMBERS.get(name, str)
     try:
-        if isinstance(default, bool):
-            return raw
-        if isinstance(default, Enum):
+        if isinstance(default, (bool, Enum)):
             return raw
         if isinstance(default, tuple):
             return tuple(int(x) for x in str(raw).split(",") if x)
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        if default is None and name in ("surrogate_alpha", "stop_eval_return", "grad_clip"):
-            return float(raw)
-        if default is None and name == "metrics_port":
-            return int(raw)
+        if kind in (int, float):
+            return kind(raw)
         return raw
     except ValueError:
-        kind = "integers" if isinstance(default, tuple) else type(default).__name__
-        raise ConfigError(f"{_flag(name)} expects {kind}, got {raw!r}") from None
+        expected = "integers" if isinstance(default, tuple) else kind.__name__
+        raise ConfigError(f"{_flag(name)} expects {expected}, got {raw!r}") from None
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -18,8 +18,9 @@ RLlib's parts that are not on the hot path (``EnvRunnerGroup`` with its fault to
   a batch is one numpy gather, handed to the learner without episode objects or connectors.
 
 With ``num_env_runners=0`` there are no sampling actors: the learner's process steps its own
-``VectorEnvRunner`` (RLlib's local env runner) and sampling and learning take turns, one
-lockstep env step, then the updates it made due. That is the fastest layout where runners
+``VectorEnvRunner`` (RLlib's local env runner) and sampling and learning take turns: the
+updates made due run while ALE steps the envs in its C++ threads, then the step's results go
+to the replay and the next actions are inferred. That is the fastest layout where runners
 would share the learner's cores (a 2-core laptop: a runner's inference preempts one of the
 update's threads and stalls both), and inference runs on the learner's device and threads,
 with the learner's own network (no weight copies).
