@@ -81,6 +81,28 @@ def test_uint8_observations_are_scaled_and_float_used_as_given() -> None:
     assert not torch.allclose(net(frames), net(frames.float()))
 
 
+def test_dqn_runs_its_convs_channels_last_on_cpu_and_computes_the_nchw_function() -> None:
+    torch.manual_seed(0)
+    net = DQN(ATARI, 6)
+    frames = torch.randint(0, 256, (5, *ATARI), dtype=torch.uint8)
+    seen: list[bool] = []
+    net.layers["conv1"].register_forward_hook(
+        lambda m, args, out: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    q = net(frames)
+    assert seen == [True]
+    # The plain NCHW computation, layer by layer, gives the same values and gradients.
+    x = frames.float() / 255.0
+    assert x.is_contiguous()
+    for name in ("conv1", "conv2", "conv3"):
+        x = torch.relu(net.layers[name](x).contiguous())
+    reference = net.layers["out"](torch.relu(net.layers["fc"](x.flatten(1))))
+    torch.testing.assert_close(q, reference)
+    grad_q = torch.autograd.grad(q.sum(), net.layers["conv1"].weight)[0]
+    grad_ref = torch.autograd.grad(reference.sum(), net.layers["conv1"].weight)[0]
+    torch.testing.assert_close(grad_q, grad_ref)
+
+
 @pytest.mark.parametrize("readout", [r.value for r in Readout])
 def test_gradient_reaches_every_layer(readout: str) -> None:
     torch.manual_seed(0)
