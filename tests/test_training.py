@@ -214,6 +214,129 @@ def test_a_killed_env_runner_is_restarted_and_training_goes_on(local_ray: object
         algo.stop()
 
 
+def test_the_lean_learner_path_is_rllibs_update_and_loss(local_ray: object) -> None:
+    """``FusedAdamDQNLearner`` skips RLlib's general-purpose update machinery and its DQN
+    loss's td-error series for speed; the parameters it trains to must be RLlib's own."""
+    import copy
+    import functools
+
+    from ray.rllib.algorithms.dqn.dqn_learner import (
+        QF_NEXT_PREDS,
+        QF_PREDS,
+        QF_TARGET_NEXT_PREDS,
+    )
+    from ray.rllib.algorithms.dqn.torch.dqn_torch_learner import DQNTorchLearner
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.core.learner.learner import Learner
+    from ray.rllib.core.learner.training_data import TrainingData
+    from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    from dsqn_rllib.rllib.builder import build_algorithm_config
+
+    cfg = TrainConfig(
+        env="CartPole-v1", num_env_runners=0, envs_per_runner=2, learning_starts=64,
+        train_batch_size=16, train_every=4, buffer_size=5000, hidden_sizes=(16, 16),
+        target_update_period=32,
+    ).with_spiking(T=2).validate()  # fmt: skip
+    algo = build_algorithm_config(cfg, iteration_seconds=0.5).build_algo()
+    try:
+        while algo.pipeline_report()["updates"] < 3:
+            algo.train()
+        batch = algo.replay_batch(3 * cfg.train_batch_size)
+        # Timesteps past the target period: the after-update hook must sync the target.
+        timesteps = {NUM_ENV_STEPS_SAMPLED_LIFETIME: algo.pipeline_report()["env_steps"] + 64}
+
+        def lean_then_rllib(learner: object) -> dict:
+            module = learner.module[DEFAULT_MODULE_ID]
+            optimizer = learner.get_optimizer()
+            start = (copy.deepcopy(module.state_dict()), copy.deepcopy(optimizer.state_dict()))
+            last_sync = dict(learner.last_update_ts_by_mid)
+            out = {}
+            for path in ("lean", "rllib"):
+                module.load_state_dict(start[0])
+                # A copy: Adam adopts the loaded step tensors and counts on in them.
+                optimizer.load_state_dict(copy.deepcopy(start[1]))
+                learner.last_update_ts_by_mid.update(last_sync)
+                kwargs = dict(
+                    training_data=TrainingData(batch=batch),
+                    timesteps=timesteps,
+                    minibatch_size=cfg.train_batch_size,
+                )
+                if path == "lean":
+                    results = learner.update(**kwargs)
+                else:  # RLlib's update loop with RLlib's DQN loss
+                    learner.compute_loss_for_module = functools.partial(
+                        DQNTorchLearner.compute_loss_for_module, learner
+                    )
+                    try:
+                        results = Learner.update(learner, **kwargs)
+                    finally:
+                        del learner.compute_loss_for_module
+                mid = results[DEFAULT_MODULE_ID]
+                out[path] = {
+                    "state": copy.deepcopy(module.state_dict()),
+                    "adam_step": max(s["step"].item() for s in optimizer.state.values()),
+                    "qf_loss": float(mid["qf_loss"].peek()),
+                    "syncs": mid["num_target_updates"].peek(),
+                }
+            return out
+
+        (out,) = _on_learner(algo, lean_then_rllib)
+        lean, rllib = out["lean"], out["rllib"]
+        assert lean["adam_step"] == rllib["adam_step"] and lean["syncs"] == rllib["syncs"] >= 1
+        assert lean["qf_loss"] == pytest.approx(rllib["qf_loss"], rel=1e-6)
+        assert lean["state"].keys() == rllib["state"].keys()
+        for key in lean["state"]:
+            torch.testing.assert_close(lean["state"][key], rllib["state"][key])
+        # ...and the target net moved to the trained weights (the sync ran after the steps).
+        target_keys = [k for k in lean["state"] if k.startswith("_target_net.")]
+        assert target_keys
+        for key in target_keys:
+            online = key.replace("_target_net.", "net.", 1)
+            torch.testing.assert_close(lean["state"][key], lean["state"][online])
+
+        # The loss alone, on every variant the lean loss serves: the same value and gradient.
+        def losses(learner: object) -> list:
+            torch.manual_seed(0)
+            B, A = 8, 3
+            data = {
+                Columns.ACTIONS: torch.randint(0, A, (B,)),
+                Columns.REWARDS: torch.randn(B),
+                Columns.TERMINATEDS: torch.rand(B) < 0.3,
+                "n_step": torch.randint(1, 4, (B,)),
+                "weights": torch.rand(B),
+            }
+            preds, next_q, target_q = torch.randn(3, B, A).unbind()
+            rows = []
+            for double_q in (False, True):
+                for loss_fn in ("mse", "huber"):
+                    config = learner.config.copy(copy_frozen=False)
+                    config.double_q, config.td_error_loss_fn = double_q, loss_fn
+                    values = []
+                    for compute in (
+                        learner.compute_loss_for_module,
+                        functools.partial(DQNTorchLearner.compute_loss_for_module, learner),
+                    ):
+                        q = preds.clone().requires_grad_(True)
+                        fwd = {QF_PREDS: q, QF_NEXT_PREDS: next_q, QF_TARGET_NEXT_PREDS: target_q}
+                        loss = compute(
+                            module_id=DEFAULT_MODULE_ID, config=config, batch=data, fwd_out=fwd
+                        )
+                        (grad,) = torch.autograd.grad(loss, q)
+                        values.append((loss.detach(), grad))
+                    rows.append((double_q, loss_fn, values))
+            return rows
+
+        (rows,) = _on_learner(algo, losses)
+        for double_q, loss_fn, ((lean_loss, lean_grad), (ref_loss, ref_grad)) in rows:
+            torch.testing.assert_close(lean_loss, ref_loss, msg=f"{double_q=} {loss_fn=}")
+            torch.testing.assert_close(lean_grad, ref_grad, msg=f"{double_q=} {loss_fn=}")
+        # The variants differ from one another: the comparison is not of constants.
+        assert len({round(float(v[0][0]), 6) for *_, v in rows}) == 4
+    finally:
+        algo.stop()
+
+
 def _on_learner(algo: object, fn: object) -> list:
     """``fn(learner)`` on each learner of the algorithm (here: the one local learner)."""
     return [result.get() for result in algo.learner_group.foreach_learner(fn)]

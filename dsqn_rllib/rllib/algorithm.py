@@ -264,29 +264,10 @@ class PipelinedDQN(DQN):
         it, is paid once. Sampling them at once equals sampling them in turn: no env step
         comes between."""
         cfg = self.train_config
-        sample = self.replay.sample(
-            num_updates * cfg.train_batch_size,
-            rng=self._batch_rng,
-            n_step=cfg.n_step,
-            gamma=cfg.gamma,
-        )
-        obs, next_obs = sample.obs, sample.next_obs
-        if not cfg.is_atari:  # vector observations are stored with a stack of one
-            obs, next_obs = obs[:, 0], next_obs[:, 0]
-        batch = SampleBatch(
-            {
-                Columns.OBS: obs,
-                Columns.NEXT_OBS: next_obs,
-                Columns.ACTIONS: sample.actions,
-                Columns.REWARDS: sample.rewards,
-                Columns.TERMINATEDS: sample.terminated,
-                "n_step": sample.n_steps,  # the loss discounts s' by gamma ** n_step
-                "weights": np.ones(len(sample.actions), dtype=np.float32),
-            }
-        )
+        batch = self.replay_batch(num_updates * cfg.train_batch_size)
         start = time.perf_counter()
         results = self.learner_group.update(
-            batch=MultiAgentBatch({DEFAULT_MODULE_ID: batch}, env_steps=len(sample.actions)),
+            batch=batch,
             timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self.stats.env_steps},
             minibatch_size=cfg.train_batch_size,
         )
@@ -306,6 +287,26 @@ class PipelinedDQN(DQN):
         skips = _peek(module_results, NONFINITE_SKIPS)
         if math.isfinite(skips):
             self.stats.nonfinite_skips += int(skips)
+
+    def replay_batch(self, size: int) -> MultiAgentBatch:
+        """``size`` uniform transitions from the replay, as the learner's batch."""
+        cfg = self.train_config
+        sample = self.replay.sample(size, rng=self._batch_rng, n_step=cfg.n_step, gamma=cfg.gamma)
+        obs, next_obs = sample.obs, sample.next_obs
+        if not cfg.is_atari:  # vector observations are stored with a stack of one
+            obs, next_obs = obs[:, 0], next_obs[:, 0]
+        batch = SampleBatch(
+            {
+                Columns.OBS: obs,
+                Columns.NEXT_OBS: next_obs,
+                Columns.ACTIONS: sample.actions,
+                Columns.REWARDS: sample.rewards,
+                Columns.TERMINATEDS: sample.terminated,
+                "n_step": sample.n_steps,  # the loss discounts s' by gamma ** n_step
+                "weights": np.ones(len(sample.actions), dtype=np.float32),
+            }
+        )
+        return MultiAgentBatch({DEFAULT_MODULE_ID: batch}, env_steps=size)
 
     # --- weights --------------------------------------------------------------------------
 
