@@ -40,6 +40,7 @@ from ray.rllib.algorithms.dqn.dqn_learner import (
 )
 from ray.rllib.algorithms.dqn.torch.dqn_torch_learner import DQNTorchLearner
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.training_data import TrainingData
 from ray.rllib.policy.sample_batch import MultiAgentBatch
 from torch import nn
 
@@ -70,7 +71,7 @@ class FusedAdamDQNLearner(DQNTorchLearner):
                 skipped = step_if_finite(self.get_optimizer(module_id, optimizer_name))
                 self.metrics.log_value((module_id, NONFINITE_SKIPS), skipped, reduce="lifetime_sum")
 
-    def update(self, training_data: Any = None, **kwargs: Any) -> Any:
+    def update(self, training_data: TrainingData | None = None, **kwargs: Any) -> Any:
         """RLlib's ``Learner.update`` for one epoch of consecutive minibatches, without its
         per-call wrapping (see the module docstring); other calls go to RLlib's."""
         batch = _lean_batch(training_data, kwargs)
@@ -139,7 +140,7 @@ class FusedAdamDQNLearner(DQNTorchLearner):
         return loss
 
 
-def _lean_batch(training_data: Any, kwargs: dict) -> MultiAgentBatch | None:
+def _lean_batch(training_data: TrainingData | None, kwargs: dict) -> MultiAgentBatch | None:
     """The batch, where the call is the one shape the lean ``update`` serves."""
     if training_data is None or kwargs.get("num_epochs", 1) != 1:
         return None
