@@ -104,12 +104,20 @@ def namespace_keys(client, namespace: str) -> list[bytes]:
     return list(client.scan_iter(match=f"*{namespace}*", count=1000))
 
 
+def gcs_server_pids(base_dir: Path) -> list[int]:
+    pids = []
+    for pid in local_cluster.ray_processes(base_dir):
+        try:
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:  # gone meanwhile
+            continue
+        if b"gcs_server" in argv0:
+            pids.append(pid)
+    return pids
+
+
 def gcs_server_pid(base_dir: Path) -> int:
-    pids = [
-        pid
-        for pid in local_cluster.ray_processes(base_dir)
-        if b"gcs_server" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    ]
+    pids = gcs_server_pids(base_dir)
     assert len(pids) == 1, pids
     return pids[0]
 
@@ -210,11 +218,17 @@ def test_job_and_detached_actor_survive_a_gcs_restart(
         wait_for_exit(pid)
         time.sleep(2)  # the job keeps calling its actor meanwhile (worker to worker)
 
-        with (base / "gcs_server.restarted.out").open("wb") as log:
-            subprocess.Popen(
+        restarted_log = base / "gcs_server.restarted.out"
+        with restarted_log.open("wb") as log:
+            gcs = subprocess.Popen(
                 argv, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        assert gcs_server_pid(base) != pid
+        # The new GCS is the one Ray process named gcs_server (once it shows in /proc).
+        deadline = time.time() + 10
+        while time.time() < deadline and gcs.poll() is None and not gcs_server_pids(base):
+            time.sleep(0.05)
+        assert gcs.poll() is None, f"the restarted GCS exited: {restarted_log.read_text()[-3000:]}"
+        assert gcs_server_pid(base) == gcs.pid != pid
 
         probe = subprocess.run(
             [python, "-c", PROBE, address], env=env, capture_output=True, text=True, timeout=120
