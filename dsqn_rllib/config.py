@@ -109,6 +109,10 @@ class TrainConfig:
     """Serve Prometheus metrics on this port (0: any free port; None: off)."""
     metrics_host: str = "127.0.0.1"
     """Address the metrics endpoint binds (0.0.0.0 to let a cluster's Prometheus scrape it)."""
+    metrics_final_scrape_timeout_s: float = 120.0
+    """At the end of a run that something scrapes, keep the endpoint up until a scrape has read
+    the final values (the last evaluation): at most this long, or twice the longest recent gap
+    between scrapes (0: close at once)."""
     stop_eval_return: float | None = None
     """Stop early once an evaluation's mean return reaches this value (None: never)."""
     run_dir: str = "runs"
@@ -188,6 +192,7 @@ class TrainConfig:
             _check_int("metrics_port", self.metrics_port, 0)
             if self.metrics_port > 65535:
                 raise ConfigError(f"metrics_port must be <= 65535, got {self.metrics_port}")
+        _check_number("metrics_final_scrape_timeout_s", self.metrics_final_scrape_timeout_s, 0.0)
         _check_int("buffer_size", self.buffer_size, self.train_batch_size)
         if not self.hidden_sizes or not all(
             isinstance(h, int) and h >= 1 for h in self.hidden_sizes

@@ -20,19 +20,83 @@ per-runner series carry a ``runner`` index, per-layer ones a ``layer`` name):
 The run's counters exist from the start at 0 (a run without a restart still has
 ``dsqn_runner_restarts_total 0``), so dashboards and alerts see 0, not "no data".
 
-The endpoint binds 127.0.0.1 unless told otherwise.
+The endpoint binds 127.0.0.1 unless told otherwise. A run's last values (its final evaluation)
+are set moments before the run ends: ``wait_for_scrape`` lets the trainer keep the endpoint up
+until a scraper has read them.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from itertools import pairwise
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.metrics_core import Metric
 
 LABELS = ("run_id", "game", "model", "readout")
+
+
+class _Marker:
+    """A collector without series: the registry calls it in every scrape, in its place."""
+
+    def __init__(self, note: Callable[[], None]) -> None:
+        self._note = note
+
+    def describe(self) -> list[Metric]:
+        return []  # no series: registration checks no names and does not count as a scrape
+
+    def collect(self) -> Iterator[Metric]:
+        self._note()
+        return iter(())
+
+
+class ScrapeClock:
+    """Which scrapes have read every series of the registry, and when each of them began.
+
+    Two markers bracket the series: ``opening`` is registered before them and runs first in a
+    scrape, ``closing`` after them and runs once every value has been read (the response is
+    then written from what was read). Prometheus does not overlap scrapes of one target, but
+    the server is threaded, so each scrape is followed by its thread.
+    """
+
+    def __init__(self, remembered: int = 8) -> None:
+        self._changed = threading.Condition()
+        self._open: dict[int, float] = {}  # thread -> when its scrape began
+        self._began: deque[float] = deque(maxlen=remembered)  # of the complete scrapes
+        self.count = 0  # complete scrapes
+        self.opening = _Marker(self._scrape_begins)
+        self.closing = _Marker(self._scrape_ends)
+
+    def _scrape_begins(self) -> None:
+        with self._changed:
+            self._open[threading.get_ident()] = time.monotonic()
+
+    def _scrape_ends(self) -> None:
+        with self._changed:
+            began = self._open.pop(threading.get_ident(), None)
+            if began is not None:
+                self.count += 1
+                self._began.append(began)
+                self._changed.notify_all()
+
+    def longest_recent_gap(self) -> float | None:
+        """Longest time between the starts of recent scrapes (None before the second)."""
+        with self._changed:
+            began = list(self._began)
+        return max((b - a for a, b in pairwise(began)), default=None)
+
+    def wait_for_read_since(self, since: float, timeout_s: float) -> bool:
+        """Block until a scrape that began at ``since`` (``time.monotonic()``) or later has read
+        every series, at most ``timeout_s``; True when one has."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: bool(self._began) and self._began[-1] >= since, timeout=timeout_s
+            )
 
 
 class PrometheusExporter:
@@ -41,6 +105,8 @@ class PrometheusExporter:
     def __init__(self, labels: Mapping[str, str], port: int, host: str = "127.0.0.1") -> None:
         self.labels = {k: str(labels[k]) for k in LABELS}
         self.registry = CollectorRegistry()
+        self.scrapes = ScrapeClock()
+        self.registry.register(self.scrapes.opening)  # before every series (see ScrapeClock)
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         self.port = int(self._server.server_port)
         self.host = host
@@ -112,6 +178,23 @@ class PrometheusExporter:
             self.nonfinite_skips, self.restarts,
         ):  # fmt: skip
             run_counter.labels(**self.labels)  # a child starts at 0 and is exported from now on
+        self.registry.register(self.scrapes.closing)  # after every series
+
+    def final_scrape_wait_s(self, timeout_s: float) -> float:
+        """How long ``wait_for_scrape`` may wait: 0 when nothing scrapes this endpoint, else
+        ``timeout_s`` or twice the longest recent gap between scrapes, whichever is shorter."""
+        if self.scrapes.count == 0 or timeout_s <= 0:
+            return 0.0
+        gap = self.scrapes.longest_recent_gap()
+        return timeout_s if gap is None else min(timeout_s, 2 * gap)
+
+    def wait_for_scrape(self, timeout_s: float, values_set_at: float | None = None) -> bool:
+        """Keep serving until a scrape that began after the current values were set (at
+        ``values_set_at``, ``time.monotonic()``; default now) has read them, at most
+        ``final_scrape_wait_s(timeout_s)``; True when one has."""
+        since = time.monotonic() if values_set_at is None else values_set_at
+        wait_s = self.final_scrape_wait_s(timeout_s)
+        return wait_s > 0 and self.scrapes.wait_for_read_since(since, wait_s)
 
     def close(self) -> None:
         self._server.shutdown()

@@ -16,6 +16,7 @@ truth for the step count; see ``Trainer.resume`` for what happens to evaluations
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -265,6 +266,7 @@ class Trainer:
                 f"[{cfg.run_id}] resumed from {self.resume_from} at {self.env_steps:,} env steps"
             )
         started = time.time()
+        finished = False
         try:
             while self.env_steps < cfg.total_steps and not self._reached_stop_return():
                 result = algo.train()
@@ -284,9 +286,12 @@ class Trainer:
                 self._start_evaluation()
                 self._collect_evaluation(block=True)
             self.save(self.paths.latest)
+            finished = True
         finally:
             algo.stop()
             if self.exporter is not None:
+                if finished:
+                    self._await_final_scrape(self.exporter)
                 self.exporter.close()
         return TrainSummary(
             cfg.run_id or "",
@@ -401,6 +406,17 @@ class Trainer:
         self.out(
             f"[{self.cfg.run_id}] metrics at http://{self.exporter.host}:{self.exporter.port}/metrics"
         )
+
+    def _await_final_scrape(self, exporter: PrometheusExporter) -> None:
+        """The final evaluation is set moments before the end: let the scraper read it."""
+        values_set_at = time.monotonic()
+        wait_s = exporter.final_scrape_wait_s(self.cfg.metrics_final_scrape_timeout_s)
+        if wait_s <= 0:
+            return
+        self.out(f"[{self.cfg.run_id}] metrics: waiting for a last scrape (at most {wait_s:.1f} s)")
+        # The run is done and saved: Ctrl-C only cuts the wait short.
+        with contextlib.suppress(KeyboardInterrupt):
+            exporter.wait_for_scrape(self.cfg.metrics_final_scrape_timeout_s, values_set_at)
 
     def _export(self, report: dict[str, Any]) -> None:
         if self.exporter is None:

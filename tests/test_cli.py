@@ -37,6 +37,10 @@ from dsqn_rllib.models import ModelKind
         (["train", "--grad-clip", "abc"], "--grad-clip expects float, got 'abc'"),
         (["train", "--grad-clip", "0"], "grad_clip must be a number > 0.0"),
         (["train", "--metrics-port", "x"], "--metrics-port expects int, got 'x'"),
+        (
+            ["train", "--metrics-final-scrape-timeout-s", "-1"],
+            "metrics_final_scrape_timeout_s must be a number >= 0.0, got -1.0",
+        ),
         (["train", "--gamma", "1.5"], "gamma must be a number >= 0.0 and <= 1.0"),
         (["train", "--num-env-runners", "-1"], "num_env_runners must be an integer >= 0"),
         (["train", "--train-batch-size", "0"], "train_batch_size must be an integer >= 1"),

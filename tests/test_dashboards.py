@@ -269,6 +269,19 @@ def test_every_panel_query_returns_data_from_a_real_run(tmp_path: Path) -> None:
         )["result"]  # fmt: skip
         assert seen, "no evaluation was scraped while the run was alive"
         at = float(seen[0]["values"][-1][0])
+        # The run's final values were scraped before it closed the endpoint: its last evaluation
+        # and its final step count (both set moments before the end).
+        assert "waiting for a last scrape" in run.stdout
+        run_dir = tmp_path / RUN_ID
+        last_eval = json.loads((run_dir / "evaluations.jsonl").read_text().splitlines()[-1])
+        assert float(seen[0]["values"][-1][1]) == pytest.approx(last_eval["mean"])
+        last_report = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+        steps = prometheus.api(
+            "query_range",
+            query=f'dsqn_env_steps_total{{run_id="{RUN_ID}"}}',
+            start=started, end=time.time(), step=SCRAPE_INTERVAL_S,
+        )["result"]  # fmt: skip
+        assert float(steps[0]["values"][-1][1]) == last_report["env_steps"] >= 1200
 
         # Template variables: query-based, they must list this run and game.
         for path in dashboard_files():
