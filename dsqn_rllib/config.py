@@ -57,8 +57,10 @@ class TrainConfig:
     # DQN (authors' code)
     lr: float = 2.5e-4
     """Adam learning rate."""
-    adam_eps: float = 1.5e-4
-    """Adam ε (Dopamine's DQN value for lr 2.5e-4)."""
+    adam_eps: float = 1e-8
+    """Adam ε: PyTorch's default, as the authors' ``optim.Adam(net.parameters(), lr)``. Keep it
+    small: a fresh DSQN does not fire on Atari frames and wakes up only through tiny surrogate
+    gradients, which Dopamine's ε = 1.5e-4 damps until the net stays silent (README)."""
     grad_clip: float | None = None
     """Clip the gradients' global L2 norm at this value (None: no clipping, as in the paper;
     RLlib's DQN would clip at 40)."""
@@ -105,6 +107,12 @@ class TrainConfig:
     eval_epsilon: float = 0.05
     checkpoint_interval: int = 250_000
     """Env steps between checkpoints (the latest is kept, plus the best evaluated)."""
+
+    # Health and observability
+    silent_layer_patience: int = 5_000
+    """Learner updates a DSQN's LIF layer may fire no spike at all (or spike at every step)
+    after learning starts before the run warns, on the console, in Prometheus
+    (dsqn_silent_layers) and in the run registry, that the network is not learning (0: never)."""
     metrics_port: int | None = None
     """Serve Prometheus metrics on this port (0: any free port; None: off)."""
     metrics_host: str = "127.0.0.1"
@@ -185,6 +193,7 @@ class TrainConfig:
             "epsilon_decay_steps",
             "eval_interval",
             "checkpoint_interval",
+            "silent_layer_patience",
         ):
             _check_int(name, getattr(self, name), 0)
         _check_int("seed", self.seed, 0)

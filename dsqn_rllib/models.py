@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -124,8 +125,9 @@ class SpikingConfig:
     """reference (step loop), folded (T folded into the batch), or auto (fastest measured)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 1:
+        if not _is_count(self.T):
             raise ValueError(f"T (simulation steps) must be an integer >= 1, got {self.T!r}")
+        object.__setattr__(self, "T", int(self.T))
         object.__setattr__(self, "readout", parse_readout(self.readout))
         object.__setattr__(self, "surrogate", parse_surrogate(self.surrogate))
         object.__setattr__(self, "execution", parse_execution_path(self.execution))
@@ -158,16 +160,30 @@ def spiking_config(config: SpikingConfig | None = None, **overrides: Any) -> Spi
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_num_actions(num_actions: int) -> None:
-    if isinstance(num_actions, bool) or not isinstance(num_actions, int) or num_actions < 1:
+def _is_count(value: object, minimum: int = 1) -> bool:
+    """An integer >= ``minimum``: Python's or numpy's (gymnasium's ``Discrete.n`` is
+    ``np.int64``, a space's shape may hold numpy integers); never a bool."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= minimum
+
+
+def _check_num_actions(num_actions: int) -> int:
+    if not _is_count(num_actions):
         raise ValueError(f"num_actions must be an integer >= 1, got {num_actions!r}")
+    return int(num_actions)
 
 
 def _check_obs_shape(obs_shape: Sequence[int], rank: int, what: str) -> tuple[int, ...]:
     shape = tuple(obs_shape)
-    if len(shape) != rank or not all(isinstance(d, int) and d >= 1 for d in shape):
+    if len(shape) != rank or not all(_is_count(d) for d in shape):
         raise ValueError(f"obs_shape must be {what} of positive integers, got {obs_shape!r}")
-    return shape
+    return tuple(int(d) for d in shape)
+
+
+def _check_hidden_sizes(hidden_sizes: Sequence[int]) -> tuple[int, ...]:
+    sizes = tuple(hidden_sizes)
+    if not sizes or not all(_is_count(h) for h in sizes):
+        raise ValueError(f"hidden_sizes must be positive integers, got {hidden_sizes!r}")
+    return tuple(int(h) for h in sizes)
 
 
 def conv_output_size(size: int, spec: ConvSpec) -> int:
@@ -227,8 +243,7 @@ def build_conv_stack(
 def build_mlp_stack(
     obs_dim: int, num_actions: int, bias: bool, hidden_sizes: Sequence[int] = MLP_HIDDEN
 ) -> ConvStack:
-    if not hidden_sizes or not all(isinstance(h, int) and h >= 1 for h in hidden_sizes):
-        raise ValueError(f"hidden_sizes must be positive integers, got {hidden_sizes!r}")
+    hidden_sizes = _check_hidden_sizes(hidden_sizes)
     layers: dict[str, nn.Module] = {}
     shapes: list[LayerShape] = []
     sizes = [obs_dim, *hidden_sizes]
@@ -301,7 +316,7 @@ class DQN(DenseQNetwork):
 
     def __init__(self, obs_shape: Sequence[int], num_actions: int, bias: bool = True) -> None:
         shape = _check_obs_shape(obs_shape, 3, "(channels, height, width)")
-        _check_num_actions(num_actions)
+        num_actions = _check_num_actions(num_actions)
         super().__init__(shape, num_actions, build_conv_stack(shape, num_actions, bias))  # type: ignore[arg-type]
 
 
@@ -316,7 +331,7 @@ class MLP(DenseQNetwork):
         hidden_sizes: Sequence[int] = MLP_HIDDEN,
     ) -> None:
         shape = _check_obs_shape(obs_shape, 1, "(features,)")
-        _check_num_actions(num_actions)
+        num_actions = _check_num_actions(num_actions)
         super().__init__(
             shape, num_actions, build_mlp_stack(shape[0], num_actions, bias, hidden_sizes)
         )
@@ -448,7 +463,7 @@ class DSQN(SpikingQNetwork):
         **options: Any,
     ) -> None:
         shape = _check_obs_shape(obs_shape, 3, "(channels, height, width)")
-        _check_num_actions(num_actions)
+        num_actions = _check_num_actions(num_actions)
         cfg = spiking_config(config, **options)
         stack = build_conv_stack(shape, num_actions, cfg.bias)  # type: ignore[arg-type]
         super().__init__(shape, num_actions, stack, cfg)
@@ -466,7 +481,7 @@ class SpikingMLP(SpikingQNetwork):
         **options: Any,
     ) -> None:
         shape = _check_obs_shape(obs_shape, 1, "(features,)")
-        _check_num_actions(num_actions)
+        num_actions = _check_num_actions(num_actions)
         cfg = spiking_config(config, **options)
         stack = build_mlp_stack(shape[0], num_actions, cfg.bias, hidden_sizes)
         super().__init__(shape, num_actions, stack, cfg)

@@ -156,6 +156,8 @@ def test_flags_reach_the_config_and_defaults_are_the_papers() -> None:
     )
     assert (paper.train_batch_size, paper.train_every, paper.total_steps) == (128, 4, 20_000_000)
     assert (paper.eval_episodes, paper.eval_epsilon, paper.loss) == (30, 0.05, "mse")
+    # PyTorch's Adam ε, as the authors' code: Dopamine's 1.5e-4 kept a DSQN silent.
+    assert paper.adam_eps == 1e-8
 
 
 def test_config_round_trips_through_json_form() -> None:

@@ -269,3 +269,29 @@ def test_bad_observations_are_one_clear_line(obs: torch.Tensor, fragment: str, m
         model(ATARI, 6)(obs)
     assert fragment in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("model", ["dsqn", "dqn"])
+def test_counts_from_gymnasium_spaces_are_taken_as_they_come(model: str) -> None:
+    """``Discrete.n`` is a numpy integer and a Box's shape may hold them: both build a net."""
+    import gymnasium as gym
+    import numpy as np
+
+    cartpole = gym.make("CartPole-v1")
+    assert isinstance(cartpole.action_space.n, np.integer)
+    mlp = build_q_network(
+        model,
+        cartpole.observation_space.shape,
+        cartpole.action_space.n,
+        hidden_sizes=(np.int64(8),),
+    )
+    assert type(mlp.num_actions) is int and mlp(torch.zeros(3, 4)).shape == (3, 2)
+    net = build_q_network(model, tuple(np.array(ATARI)), np.int64(6))
+    assert net.obs_shape == ATARI and all(type(d) is int for d in net.obs_shape)
+    assert net(torch.zeros(2, *ATARI, dtype=torch.uint8)).shape == (2, 6)
+    if model == "dsqn":
+        assert DSQN(ATARI, 6, T=np.int64(3)).T == 3
+    with pytest.raises(ValueError, match=r"num_actions must be an integer >= 1, got np\.int64"):
+        build_q_network(model, ATARI, np.int64(0))
+    with pytest.raises(ValueError, match="num_actions must be an integer >= 1, got True"):
+        build_q_network(model, ATARI, True)

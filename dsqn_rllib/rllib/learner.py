@@ -4,7 +4,7 @@ non-finite-gradient guard, and a lean path for the batches ``PipelinedDQN`` send
 * RLlib 2.60's ``TorchLearner`` builds ``torch.optim.Adam(params)`` for every module: the
   ``adam_epsilon`` of ``DQNConfig`` is read only by the old API stack, so the new stack trained
   with ε = 1e-8 whatever was configured. This learner builds Adam with ``adam_epsilon``
-  (``TrainConfig.adam_eps``, 1.5e-4 by default) and the fused kernel
+  (``TrainConfig.adam_eps``, 1e-8 by default as in the authors' code) and the fused kernel
   (``dsqn_rllib.optim.make_adam``); the learning rate stays under RLlib's scheduler.
 * ``TorchLearner.apply_gradients`` checks each gradient tensor with ``isfinite().all()`` twice,
   a host sync each (a third of a Nature-CNN update on 2 CPU cores), then zeroes the NaN entries
