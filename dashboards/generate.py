@@ -154,6 +154,15 @@ def summary_row(d: db.Dashboard) -> None:
     )
     d.with_panel(
         single_stat(
+            "Silent LIF layers",
+            "LIF layers that fired no spike (or spiked at every step) for silent_layer_patience "
+            "updates after learning starts: above 0 the spiking network is not learning",
+            query(f"dsqn_silent_layers{{{SEL}}}", "{{run_id}}"),
+            "short",
+        )
+    )
+    d.with_panel(
+        single_stat(
             "Healthy env runners",
             "Env-runner actors alive now (a crashed one is restarted by RLlib)",
             query(f"dsqn_env_runners_healthy{{{SEL}}}", "{{run_id}}"),

@@ -304,7 +304,10 @@ def _run_row(run: RunRecord, status: RunStatus, now: float) -> list[str]:
         run.run_id,
         run.env,
         run.model,
-        status.value,
+        # A live run with a health warning (e.g. a silent spiking net) says so in the list.
+        f"{status.value} (warning)"
+        if run.warning and status is RunStatus.RUNNING
+        else status.value,
         f"{run.env_steps:,}/{run.total_steps:,}",
         best,
         latest,
@@ -370,6 +373,8 @@ def _show_run(registry: RunRegistry, run_id: str, now: float, as_json: bool) -> 
     print(f"run directory {run.run_dir}; attempt {run.attempt}; host {run.host} pid {run.pid}")
     if run.error:
         print(f"error: {run.error}")
+    if run.warning:
+        print(f"warning: {run.warning}")
     rows = [
         [f"{e['env_steps']:,}", str(e.get("attempt", 0)), f"{e['mean']:.2f}", f"{e['std']:.2f}",
          f"{e['max']:.1f}", str(e.get("num_episodes", "")), str(e.get("game", "")),

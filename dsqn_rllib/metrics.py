@@ -7,7 +7,7 @@ per-runner series carry a ``runner`` index, per-layer ones a ``layer`` name):
 
     return       dsqn_episode_return, dsqn_episode_length, dsqn_episodes_total,
                  dsqn_eval_return_mean, dsqn_eval_return_max
-    spikes       dsqn_firing_rate{layer}, dsqn_spikes_per_inference,
+    spikes       dsqn_firing_rate{layer}, dsqn_silent_layers, dsqn_spikes_per_inference,
                  dsqn_energy_per_inference_joules, dsqn_dqn_twin_energy_per_inference_joules
     throughput   dsqn_env_steps_total, dsqn_env_frames_total, dsqn_env_steps_per_second,
                  dsqn_runner_env_steps_total{runner}, dsqn_learner_updates_total,
@@ -129,6 +129,11 @@ class PrometheusExporter:
         self.eval_max = gauge("eval_return_max", "Max return of the latest evaluation")
         self.firing_rate = gauge(
             "firing_rate", "Spikes per neuron per step of a LIF layer", ("layer",)
+        )
+        self.silent_layers = gauge(
+            "silent_layers",
+            "LIF layers flagged as never firing (or always firing) for silent_layer_patience "
+            "updates after learning starts: above 0, the spiking network is not learning",
         )
         self.spikes = gauge(
             "spikes_per_inference", "Spikes one inference emits over all layers and T"
@@ -256,6 +261,7 @@ class PrometheusExporter:
             self._set(self.firing_rate, rate, layer=layer)
         if report.get("firing_rates"):
             self._set(self.spikes, report.get("spikes_per_inference"))
+        self._set(self.silent_layers, len(report.get("silent_layers", ())))
         # Prometheus wants base units: joules (values are ~1e-5 J per Atari inference).
         self._set(self.energy, None if energy_pj is None else energy_pj * 1e-12)
         self._set(self.twin_energy, None if twin_energy_pj is None else twin_energy_pj * 1e-12)

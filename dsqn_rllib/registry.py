@@ -192,6 +192,9 @@ class RunRecord:
     best_checkpoint_steps: int | None = None
     best_eval_return: float | None = None
     error: str | None = None
+    warning: str | None = None
+    """A health warning of the running job, e.g. a spiking network whose layers never fire
+    (``dsqn_rllib.spike_health``); None while all is well."""
     host: str = ""
     pid: int = 0
 
@@ -285,9 +288,17 @@ class RunRegistry(ABC):
         self._write_fields(record.run_id, record.to_fields(), index_score=record.started_at)
 
     def heartbeat(
-        self, run_id: str, *, env_steps: int, updates: int, episodes: int, total_steps: int
+        self,
+        run_id: str,
+        *,
+        env_steps: int,
+        updates: int,
+        episodes: int,
+        total_steps: int,
+        warning: str | None = None,
     ) -> None:
-        """Progress and liveness in one write (call once per iteration, not per step)."""
+        """Progress, liveness and the current health warning (None: none) in one write (call
+        once per iteration, not per step)."""
         self._write_fields(
             run_id,
             _encode(
@@ -296,6 +307,7 @@ class RunRegistry(ABC):
                 updates=int(updates),
                 episodes=int(episodes),
                 total_steps=int(total_steps),
+                warning=warning,
             ),
         )
 

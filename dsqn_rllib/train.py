@@ -57,6 +57,7 @@ from dsqn_rllib.registry import (
     reconcile_evaluations,
     this_host,
 )
+from dsqn_rllib.spike_health import SilentLayerGuard
 
 # While the driver blocks on the final evaluation it still heartbeats this often, so a long
 # evaluation never makes a live run look lost (RegistryConfig.stale_after_s).
@@ -146,6 +147,8 @@ class Trainer:
             self._prepare_resume(resume_from)
         self.progress["attempt"] = self.attempt
         self.progress.setdefault("started_at", time.time())
+        # Counts from this process's first update: a resumed run is watched afresh.
+        self.spike_guard = SilentLayerGuard(self.cfg.silent_layer_patience)
         self._pending_eval: tuple[ray.ObjectRef, int, dict] | None = None
         self.exporter: PrometheusExporter | None = None
         self._next_eval = self._next_multiple(self.cfg.eval_interval)
@@ -433,6 +436,11 @@ class Trainer:
         )
 
     def _log(self, report: dict[str, Any]) -> None:
+        for line in self.spike_guard.observe(
+            int(report.get("updates", 0)), report.get("firing_rates") or {}
+        ):
+            self.out(f"[{self.cfg.run_id}] warning: {line}")
+        report["silent_layers"] = sorted(self.spike_guard.dead_layers)
         self._export(report)
         with self.paths.metrics.open("a") as f:
             f.write(json.dumps(report, default=float) + "\n")
@@ -614,6 +622,7 @@ class Trainer:
                 updates=self.updates,
                 episodes=int(self.progress.get("episodes", 0)),
                 total_steps=self.cfg.total_steps,
+                warning=self.spike_guard.warning,
             )
         )
 

@@ -326,5 +326,7 @@ def test_every_panel_query_returns_data_from_a_real_run(tmp_path: Path) -> None:
             assert float(s["value"][1]) == pytest.approx(4 * steps[s["metric"]["runner"]])
         assert float(series("Restarts, skipped updates", "restarts")[0]["value"][1]) == 0
         assert float(series("Restarts, skipped updates", "nonfinite")[0]["value"][1]) == 0
+        # A few updates into learning: far from silent_layer_patience, nothing is flagged.
+        assert float(series("Silent LIF layers", "silent_layers")[0]["value"][1]) == 0
     finally:
         prometheus.stop()
