@@ -1,0 +1,250 @@
+"""A DSQN must wake up and learn on real Atari frames, through every path the product trains.
+
+A fresh DSQN does not fire on Pong: its first conv's current stays below V_th with PyTorch's
+default init (the authors' too), so the net has to wake through the surrogate gradient. These
+tests fit Q(s, a) to the discounted return-to-go of recorded random Pong play with the
+project's *default* optimizer, loss and batch size, on the spiking core, on the RLModule through
+the new stack's real learner, and on the old stack's TorchModelV2 through its real policy, and
+check that every LIF layer fires and Q comes to depend on the observation.
+
+Terminal transitions make a DQN's TD target the reward itself, so a batch whose every transition
+is terminal with reward = return-to-go trains each stack's own DQN loss as plain regression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from dsqn_rllib.atari import AtariConfig, make_atari_env
+from dsqn_rllib.config import TrainConfig
+from dsqn_rllib.models import DSQN, SpikingQNetwork
+from dsqn_rllib.optim import make_adam
+from dsqn_rllib.spike_init import threshold_aware_init_
+
+GAMMA = 0.99
+PROBE = 256  # frames the rates and Q's spread are measured on
+MAX_UPDATES = 300
+CHECK_EVERY = 10
+MIN_Q_SPREAD = 0.02  # std of max_a Q over the probe frames (the targets' std is ~0.9)
+
+
+@dataclass
+class RecordedPlay:
+    obs: torch.Tensor  # (N, 4, 84, 84) uint8, the training protocol's observations
+    actions: torch.Tensor  # (N,) int64
+    returns: torch.Tensor  # (N,) float32: discounted return-to-go, cut at episode ends
+    num_actions: int
+    obs_shape: tuple[int, ...]
+
+
+@pytest.fixture(scope="module")
+def pong_play() -> RecordedPlay:
+    """1,024 steps of uniformly random Pong (ale-py, the DQN training protocol, seed 0)."""
+    env = make_atari_env(AtariConfig("pong"), seed=0)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset()
+    frames, actions, rewards, ends = [], [], [], []
+    for _ in range(1024):
+        action = int(rng.integers(env.action_space.n))
+        frames.append(obs)
+        actions.append(action)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        rewards.append(float(reward))
+        ends.append(terminated or truncated)
+        if terminated or truncated:
+            obs, _ = env.reset()
+    returns = np.zeros(len(rewards), np.float32)
+    future = 0.0
+    for i in reversed(range(len(rewards))):
+        future = rewards[i] + GAMMA * future * (not ends[i])
+        returns[i] = future
+    assert sum(r != 0 for r in rewards) >= 5, "the recording should hold some points"
+    env.close()
+    return RecordedPlay(
+        torch.as_tensor(np.stack(frames)),
+        torch.as_tensor(actions),
+        torch.as_tensor(returns),
+        # numpy's integer and shape, as gymnasium gives them (the models must take both).
+        env.action_space.n,
+        env.observation_space.shape,
+    )
+
+
+@dataclass
+class WakeResult:
+    updates: int  # updates taken until every layer fired and Q varied (or MAX_UPDATES)
+    rates: dict[str, float]
+    q_spread: float
+
+
+def _probe(net: SpikingQNetwork, play: RecordedPlay) -> tuple[dict[str, float], float]:
+    with torch.no_grad():
+        q, stats = net(play.obs[:PROBE], return_stats=True)
+    return {k: float(v) for k, v in stats.rates.items()}, float(q.max(1).values.std())
+
+
+def _awake(rates: dict[str, float], q_spread: float) -> bool:
+    return all(r > 0 for r in rates.values()) and q_spread >= MIN_Q_SPREAD
+
+
+def _train_until_awake(
+    net: SpikingQNetwork, play: RecordedPlay, update: Callable[[torch.Tensor], None]
+) -> WakeResult:
+    """Call ``update(batch_indices)`` until the network is awake, at most MAX_UPDATES times."""
+    batch = TrainConfig().train_batch_size
+    generator = torch.Generator().manual_seed(0)
+    for step in range(1, MAX_UPDATES + 1):
+        update(torch.randint(len(play.obs), (batch,), generator=generator))
+        if step % CHECK_EVERY == 0:
+            rates, spread = _probe(net, play)
+            if _awake(rates, spread):
+                return WakeResult(step, rates, spread)
+    return WakeResult(MAX_UPDATES, *_probe(net, play))
+
+
+def _fit_core(net: SpikingQNetwork, play: RecordedPlay) -> WakeResult:
+    """The project's defaults on the bare core: Adam(lr, eps) as the learner builds it, MSE."""
+    cfg = TrainConfig()
+    assert cfg.loss == "mse"
+    optimizer = make_adam(net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+
+    def update(idx: torch.Tensor) -> None:
+        q = net(play.obs[idx]).gather(1, play.actions[idx, None]).squeeze(1)
+        loss = torch.nn.functional.mse_loss(q, play.returns[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return _train_until_awake(net, play, update)
+
+
+def _assert_awake(result: WakeResult, what: str) -> None:
+    print(f"{what}: {result.updates} updates, rates {result.rates}, Q spread {result.q_spread:.3f}")
+    assert _awake(result.rates, result.q_spread), (
+        f"{what}: after {result.updates} updates rates {result.rates}, "
+        f"Q spread {result.q_spread:.4f} (needs every rate > 0 and spread >= {MIN_Q_SPREAD})"
+    )
+
+
+def test_a_fresh_dsqn_is_silent_on_real_pong_frames(pong_play: RecordedPlay) -> None:
+    """The premise: the encoder's current stays below V_th, so nothing fires and Q is constant."""
+    torch.manual_seed(0)
+    net = DSQN(pong_play.obs_shape, pong_play.num_actions)
+    with torch.no_grad():
+        current = net.layers["conv1"](pong_play.obs[:PROBE].float() / 255)
+    assert current.max() < net.config.v_threshold
+    rates, spread = _probe(net, pong_play)
+    assert all(r == 0 for r in rates.values()) and spread < 1e-6  # float noise only
+
+
+@pytest.fixture(scope="module")
+def core_fit(pong_play: RecordedPlay) -> WakeResult:
+    """The default-initialised core DSQN (seed 0) fitted with the default optimizer."""
+    torch.manual_seed(0)
+    net = DSQN(pong_play.obs_shape, pong_play.num_actions)  # numpy n and shape, as gymnasium's
+    return _fit_core(net, pong_play)
+
+
+def test_core_dsqn_wakes_and_fits_with_the_default_optimizer(core_fit: WakeResult) -> None:
+    _assert_awake(core_fit, "core DSQN")
+
+
+def test_rl_module_wakes_through_the_new_stacks_learner(pong_play: RecordedPlay) -> None:
+    """The RLModule and its learner as ``dsqn train`` builds them (optimizer, loss, batch)."""
+    import gymnasium as gym
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+    from dsqn_rllib.rllib.builder import build_algorithm_config
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(game="pong", num_env_runners=0).validate()
+    config = build_algorithm_config(cfg)
+    obs_space = gym.spaces.Box(0, 255, pong_play.obs_shape, np.uint8)
+    spaces = {DEFAULT_MODULE_ID: (obs_space, gym.spaces.Discrete(pong_play.num_actions))}
+    learner = config.build_learner(env=None, spaces=spaces)
+    learner.build()
+    module = learner.module[DEFAULT_MODULE_ID]
+    (adam,) = [learner.get_optimizer()]
+    assert adam.defaults["eps"] == cfg.adam_eps and adam.param_groups[0]["lr"] == cfg.lr
+    assert config.td_error_loss_fn == cfg.loss and config.train_batch_size == cfg.train_batch_size
+
+    def update(idx: torch.Tensor) -> None:
+        n = len(idx)
+        batch = SampleBatch({
+            Columns.OBS: play_obs[idx],
+            Columns.NEXT_OBS: play_obs[idx],
+            Columns.ACTIONS: pong_play.actions[idx].numpy(),
+            Columns.REWARDS: pong_play.returns[idx].numpy(),
+            Columns.TERMINATEDS: np.ones(n, bool),
+            Columns.TRUNCATEDS: np.zeros(n, bool),
+            "n_step": np.ones(n, np.int64),
+            "weights": np.ones(n, np.float32),
+        })  # fmt: skip
+        learner.update(
+            batch=MultiAgentBatch({DEFAULT_MODULE_ID: batch}, n),
+            timesteps={"num_env_steps_sampled_lifetime": cfg.learning_starts},
+        )
+
+    play_obs = pong_play.obs.numpy()
+    result = _train_until_awake(module.net, pong_play, update)
+    _assert_awake(result, "RLModule + FusedAdamDQNLearner")
+
+
+def test_torch_model_v2_wakes_through_the_old_stacks_policy(pong_play: RecordedPlay) -> None:
+    """The registered TorchModelV2 under old-stack DQN's own policy, loss and optimizer."""
+    import gymnasium as gym
+    from ray.rllib.algorithms.dqn.dqn_torch_policy import DQNTorchPolicy
+    from ray.rllib.policy.sample_batch import SampleBatch
+
+    from dsqn_rllib.rllib.old_stack import build_old_stack_config
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(game="pong", api_stack="old").validate()
+    config = build_old_stack_config(cfg)
+    obs_space = gym.spaces.Box(0, 255, pong_play.obs_shape, np.uint8)
+    policy = DQNTorchPolicy(obs_space, gym.spaces.Discrete(pong_play.num_actions), config.to_dict())
+    assert type(policy.model.net).__name__ == "DSQN"
+    (adam,) = policy._optimizers
+    assert adam.defaults["eps"] == cfg.adam_eps and adam.param_groups[0]["lr"] == cfg.lr
+
+    def update(idx: torch.Tensor) -> None:
+        n = len(idx)
+        policy.learn_on_batch(
+            SampleBatch({
+                SampleBatch.OBS: play_obs[idx],
+                SampleBatch.NEXT_OBS: play_obs[idx],
+                SampleBatch.ACTIONS: pong_play.actions[idx].numpy(),
+                SampleBatch.REWARDS: pong_play.returns[idx].numpy(),
+                SampleBatch.TERMINATEDS: np.ones(n, bool),
+                SampleBatch.TRUNCATEDS: np.zeros(n, bool),
+                "weights": np.ones(n, np.float32),
+            })
+        )  # fmt: skip
+
+    play_obs = pong_play.obs.numpy()
+    result = _train_until_awake(policy.model.net, pong_play, update)
+    _assert_awake(result, "TorchModelV2 + DQNTorchPolicy")
+
+
+def test_threshold_aware_init_fires_from_the_start_and_wakes_sooner(
+    pong_play: RecordedPlay, core_fit: WakeResult
+) -> None:
+    """The option beyond the paper, side by side with the default (``core_fit``: the same
+    seed, so the same initial weights before calibration) on the same fit."""
+    torch.manual_seed(0)
+    calibrated = DSQN(pong_play.obs_shape, pong_play.num_actions)
+    gains = threshold_aware_init_(calibrated, pong_play.obs[:PROBE], target_rate=0.05)
+    assert gains["conv1"] > 1.0  # the default init was below threshold
+    rates, _ = _probe(calibrated, pong_play)
+    assert all(r >= 0.05 for r in rates.values()), rates
+    woke = _fit_core(calibrated, pong_play)
+    _assert_awake(woke, "threshold-aware init")
+    print(f"updates to wake: default {core_fit.updates}, threshold-aware {woke.updates}")
+    assert woke.updates < core_fit.updates
