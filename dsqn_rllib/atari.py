@@ -482,3 +482,21 @@ def make_atari_vector_env(
         env.reset(seed=seed)
         env.action_space.seed(seed)
     return env
+
+
+def random_play_observations(config: AtariConfig, steps: int, *, seed: int = 0) -> np.ndarray:
+    """``steps`` observations, (steps, stack, 84, 84) uint8, of uniformly random play under
+    ``config``'s protocol, reproducible from ``seed``: a probe of real frames (e.g. for
+    ``dsqn_rllib.spike_init.threshold_aware_init_``)."""
+    require_int("steps", steps, 1)
+    env = make_atari_env(config, seed=seed)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset()
+    frames = []
+    for _ in range(steps):
+        frames.append(obs)
+        obs, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+    return np.stack(frames)

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any
 
 from dsqn_rllib.models import ModelKind, SpikingConfig, spiking_config
+from dsqn_rllib.spike_init import DEFAULT_TARGET_RATE, SpikeInit
 
 
 class ApiStack(str, Enum):
@@ -49,6 +50,11 @@ class TrainConfig:
     """dsqn (spiking) or dqn (its ReLU twin): both run through the identical pipeline."""
     spiking: SpikingConfig = field(default_factory=SpikingConfig)
     """T, readout, τ, V_th, V_reset, surrogate, biases (ignored for dqn)."""
+    spike_init: SpikeInit = SpikeInit.DEFAULT
+    """default (PyTorch's init, as the paper) or threshold-aware (beyond the paper: each spiking
+    layer scaled to fire at spike_init_rate on random-play frames; Atari, new API stack)."""
+    spike_init_rate: float = DEFAULT_TARGET_RATE
+    """Firing rate each LIF layer is calibrated to by the threshold-aware init."""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """Hidden layers of the MLP used for vector observations."""
     api_stack: ApiStack = ApiStack.NEW
@@ -164,6 +170,21 @@ class TrainConfig:
             self.api_stack = ApiStack(self.api_stack)
         except ValueError:
             raise ConfigError(f"api_stack must be new or old, got {self.api_stack!r}") from None
+        try:
+            self.spike_init = SpikeInit(self.spike_init)
+        except ValueError:
+            allowed = ", ".join(s.value for s in SpikeInit)
+            raise ConfigError(
+                f"spike_init must be one of {allowed}, got {self.spike_init!r}"
+            ) from None
+        if self.spike_init is SpikeInit.THRESHOLD_AWARE:
+            if self.model is not ModelKind.DSQN or not self.is_atari:
+                raise ConfigError("spike_init threshold-aware applies to a DSQN on an Atari game")
+            if self.api_stack is not ApiStack.NEW:
+                raise ConfigError("spike_init threshold-aware needs --api-stack new")
+        _check_number("spike_init_rate", self.spike_init_rate, 0.0, 1.0, low_open=True)
+        if self.spike_init_rate >= 1.0:
+            raise ConfigError(f"spike_init_rate must be < 1, got {self.spike_init_rate!r}")
         if self.loss not in ("mse", "huber"):
             raise ConfigError(f"loss must be mse or huber, got {self.loss!r}")
         if self.learner_device not in ("auto", "cpu", "cuda"):
@@ -250,7 +271,7 @@ class TrainConfig:
         out["spiking"] = {
             k: (v.value if isinstance(v, Enum) else v) for k, v in out["spiking"].items()
         }
-        for key in ("model", "api_stack"):
+        for key in ("model", "api_stack", "spike_init"):
             out[key] = (
                 getattr(self, key).value if isinstance(getattr(self, key), Enum) else out[key]
             )

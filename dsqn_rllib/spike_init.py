@@ -13,15 +13,31 @@ statistic)::
 
 A layer already firing at ``target_rate`` keeps its init (gain 1). The head (the LI readout's
 input) is left as initialised. Off by default: the paper and the authors' code use PyTorch's
-default init.
+default init; ``dsqn train --spike-init threshold-aware`` calibrates the learner's network on
+``PROBE_FRAMES`` frames of random play before the first weights reach the env runners.
 """
 
 from __future__ import annotations
+
+from enum import Enum
 
 import torch
 from torch import Tensor
 
 from dsqn_rllib.models import SpikingQNetwork
+
+
+class SpikeInit(str, Enum):
+    """How a spiking network's weights start."""
+
+    DEFAULT = "default"
+    """PyTorch's default init, as the paper and the authors' code."""
+    THRESHOLD_AWARE = "threshold-aware"
+    """``threshold_aware_init_`` on a probe of random-play frames of the game."""
+
+
+DEFAULT_TARGET_RATE = 0.05
+PROBE_FRAMES = 256
 
 MAX_GAIN = 1024.0
 """Give up growing a layer past this gain (its input carries nothing to amplify)."""
@@ -29,7 +45,10 @@ MAX_GAIN = 1024.0
 
 @torch.no_grad()
 def threshold_aware_init_(
-    net: SpikingQNetwork, probe_obs: Tensor, target_rate: float = 0.05, steps: int = 12
+    net: SpikingQNetwork,
+    probe_obs: Tensor,
+    target_rate: float = DEFAULT_TARGET_RATE,
+    steps: int = 12,
 ) -> dict[str, float]:
     """Scale each spiking layer in place so its LIF layer fires at about ``target_rate`` on
     ``probe_obs``; return the gain given to each layer (bisection in log-gain, ``steps``

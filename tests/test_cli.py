@@ -50,6 +50,17 @@ from dsqn_rllib.models import ModelKind
         ),
         (["train", "--hidden-sizes", "a,b"], "--hidden-sizes expects integers, got 'a,b'"),
         (["train", "--loss", "l1"], "loss must be mse or huber"),
+        (["train", "--spike-init", "lsuv"], "spike_init must be one of default, threshold-aware"),
+        (
+            ["train", "--env", "CartPole-v1", "--spike-init", "threshold-aware"],
+            "spike_init threshold-aware applies to a DSQN on an Atari game",
+        ),
+        (
+            ["train", "--spike-init", "threshold-aware", "--api-stack", "old"],
+            "spike_init threshold-aware needs --api-stack new",
+        ),
+        (["train", "--spike-init-rate", "1"], "spike_init_rate must be < 1"),
+        (["train", "--silent-layer-patience", "-5"], "silent_layer_patience must be an integer"),
         (["train", "--learner-device", "tpu"], "learner_device must be auto, cpu or cuda"),
         (["train", "--resume", "/nonexistent/run"], "no dsqn checkpoint at '/nonexistent/run'"),
         (["eval", "/nonexistent/ckpt"], "no dsqn checkpoint at '/nonexistent/ckpt'"),

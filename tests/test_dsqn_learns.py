@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,3 +249,34 @@ def test_threshold_aware_init_fires_from_the_start_and_wakes_sooner(
     _assert_awake(woke, "threshold-aware init")
     print(f"updates to wake: default {core_fit.updates}, threshold-aware {woke.updates}")
     assert woke.updates < core_fit.updates
+
+
+@pytest.mark.slow
+def test_dsqn_train_spike_init_threshold_aware_acts_with_a_firing_net(tmp_path: Path) -> None:
+    """``dsqn train --spike-init threshold-aware``: the runners' first inferences (before any
+    update) already fire in every layer; the default init's are silent."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    rates = {}
+    for init in ("default", "threshold-aware"):
+        args = [
+            "train", "--game", "pong", "--num-env-runners", "0", "--envs-per-runner", "2",
+            "--total-steps", "200", "--learning-starts", "1000", "--buffer-size", "2000",
+            "--eval-interval", "0", "--checkpoint-interval", "0", "--spike-init", init,
+            "--run-dir", str(tmp_path), "--run-id", init,
+        ]  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "dsqn_rllib.cli", *args],
+            capture_output=True, text=True, timeout=600,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        reports = (tmp_path / init / "metrics.jsonl").read_text().splitlines()
+        first = json.loads(reports[0])
+        assert first["updates"] == 0  # no gradient has touched the weights yet
+        rates[init] = first["firing_rates"]
+    assert all(r == 0 for r in rates["default"].values()), rates
+    assert all(r > 0.01 for r in rates["threshold-aware"].values()), rates

@@ -94,4 +94,11 @@ def _model_config(cfg: TrainConfig) -> dict[str, Any]:
         "net_options": cfg.model_options(),
         "double_q": cfg.double_q,
         "epsilon": [(0, cfg.epsilon_start), (max(1, cfg.epsilon_decay_steps), cfg.epsilon_end)],
+        # Read by FusedAdamDQNLearner.build (the learner's network only; runners get its weights).
+        "spike_init": {
+            "kind": cfg.spike_init.value,
+            "target_rate": cfg.spike_init_rate,
+            "game": cfg.game,
+            "seed": cfg.seed,
+        },
     }

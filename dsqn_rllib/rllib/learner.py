@@ -45,12 +45,18 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch
 from torch import nn
 
 from dsqn_rllib.optim import make_adam, step_if_finite
+from dsqn_rllib.spike_init import PROBE_FRAMES, SpikeInit, threshold_aware_init_
 
 # Per-module metric: updates skipped because a gradient held an inf or NaN (lifetime sum).
 NONFINITE_SKIPS = "nonfinite_grad_skips"
 
 
 class FusedAdamDQNLearner(DQNTorchLearner):
+    def build(self) -> None:
+        super().build()
+        for module in self.module.values():
+            _maybe_threshold_aware_init(module)
+
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         params = self.get_parameters(self._module[module_id])
         # register_optimizer sets the lr from config.lr (a value or a schedule) at once.
@@ -158,3 +164,20 @@ def _lean_batch(training_data: TrainingData | None, kwargs: dict) -> MultiAgentB
     if len(sizes) != 1 or (minibatch and sizes.pop() % minibatch):
         return None
     return data.batch
+
+
+def _maybe_threshold_aware_init(module: Any) -> None:
+    """``--spike-init threshold-aware``: calibrate the online network on random-play frames and
+    copy it into the target, before PipelinedDQN publishes the first weights to the runners."""
+    spec = getattr(module, "model_config", {}).get("spike_init") or {}
+    if spec.get("kind") != SpikeInit.THRESHOLD_AWARE.value:
+        return
+    from dsqn_rllib.atari import AtariConfig, random_play_observations
+
+    frames = random_play_observations(AtariConfig(spec["game"]), PROBE_FRAMES, seed=spec["seed"])
+    device = next(module.net.parameters()).device
+    gains = threshold_aware_init_(
+        module.net, torch.as_tensor(frames, device=device), target_rate=spec["target_rate"]
+    )
+    module._target_net.load_state_dict(module.net.state_dict())
+    module.spike_init_gains = gains  # what the calibration chose, for logs and tests
