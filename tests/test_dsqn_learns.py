@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -132,6 +133,24 @@ def _assert_awake(result: WakeResult, what: str) -> None:
     )
 
 
+def _terminal_batch(play: RecordedPlay, idx: torch.Tensor) -> Any:
+    """Transitions ``idx`` as all-terminal with reward = return-to-go: DQN's TD target is then
+    the return itself (RLlib's Columns and the old stack's SampleBatch share these keys)."""
+    from ray.rllib.policy.sample_batch import SampleBatch
+
+    n = len(idx)
+    obs = play.obs[idx].numpy()
+    return SampleBatch({
+        SampleBatch.OBS: obs,
+        SampleBatch.NEXT_OBS: obs,
+        SampleBatch.ACTIONS: play.actions[idx].numpy(),
+        SampleBatch.REWARDS: play.returns[idx].numpy(),
+        SampleBatch.TERMINATEDS: np.ones(n, bool),
+        SampleBatch.TRUNCATEDS: np.zeros(n, bool),
+        "weights": np.ones(n, np.float32),
+    })  # fmt: skip
+
+
 def test_a_fresh_dsqn_is_silent_on_real_pong_frames(pong_play: RecordedPlay) -> None:
     """The premise: the encoder's current stays below V_th, so nothing fires and Q is constant."""
     torch.manual_seed(0)
@@ -159,8 +178,7 @@ def test_rl_module_wakes_through_the_new_stacks_learner(pong_play: RecordedPlay)
     """The RLModule and its learner as ``dsqn train`` builds them (optimizer, loss, batch)."""
     import gymnasium as gym
     from ray.rllib.core import DEFAULT_MODULE_ID
-    from ray.rllib.core.columns import Columns
-    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+    from ray.rllib.policy.sample_batch import MultiAgentBatch
 
     from dsqn_rllib.rllib.builder import build_algorithm_config
 
@@ -178,22 +196,13 @@ def test_rl_module_wakes_through_the_new_stacks_learner(pong_play: RecordedPlay)
 
     def update(idx: torch.Tensor) -> None:
         n = len(idx)
-        batch = SampleBatch({
-            Columns.OBS: play_obs[idx],
-            Columns.NEXT_OBS: play_obs[idx],
-            Columns.ACTIONS: pong_play.actions[idx].numpy(),
-            Columns.REWARDS: pong_play.returns[idx].numpy(),
-            Columns.TERMINATEDS: np.ones(n, bool),
-            Columns.TRUNCATEDS: np.zeros(n, bool),
-            "n_step": np.ones(n, np.int64),
-            "weights": np.ones(n, np.float32),
-        })  # fmt: skip
+        batch = _terminal_batch(pong_play, idx)
+        batch["n_step"] = np.ones(n, np.int64)
         learner.update(
             batch=MultiAgentBatch({DEFAULT_MODULE_ID: batch}, n),
             timesteps={"num_env_steps_sampled_lifetime": cfg.learning_starts},
         )
 
-    play_obs = pong_play.obs.numpy()
     result = _train_until_awake(module.net, pong_play, update)
     _assert_awake(result, "RLModule + FusedAdamDQNLearner")
 
@@ -202,7 +211,6 @@ def test_torch_model_v2_wakes_through_the_old_stacks_policy(pong_play: RecordedP
     """The registered TorchModelV2 under old-stack DQN's own policy, loss and optimizer."""
     import gymnasium as gym
     from ray.rllib.algorithms.dqn.dqn_torch_policy import DQNTorchPolicy
-    from ray.rllib.policy.sample_batch import SampleBatch
 
     from dsqn_rllib.rllib.old_stack import build_old_stack_config
 
@@ -216,20 +224,8 @@ def test_torch_model_v2_wakes_through_the_old_stacks_policy(pong_play: RecordedP
     assert adam.defaults["eps"] == cfg.adam_eps and adam.param_groups[0]["lr"] == cfg.lr
 
     def update(idx: torch.Tensor) -> None:
-        n = len(idx)
-        policy.learn_on_batch(
-            SampleBatch({
-                SampleBatch.OBS: play_obs[idx],
-                SampleBatch.NEXT_OBS: play_obs[idx],
-                SampleBatch.ACTIONS: pong_play.actions[idx].numpy(),
-                SampleBatch.REWARDS: pong_play.returns[idx].numpy(),
-                SampleBatch.TERMINATEDS: np.ones(n, bool),
-                SampleBatch.TRUNCATEDS: np.zeros(n, bool),
-                "weights": np.ones(n, np.float32),
-            })
-        )  # fmt: skip
+        policy.learn_on_batch(_terminal_batch(pong_play, idx))
 
-    play_obs = pong_play.obs.numpy()
     result = _train_until_awake(policy.model.net, pong_play, update)
     _assert_awake(result, "TorchModelV2 + DQNTorchPolicy")
 
