@@ -4,7 +4,9 @@ Horowitz 2014 (45 nm CMOS): a multiply-accumulate (MAC) costs 4.6 pJ, an accumul
 An ANN layer costs its dense MACs. In a spiking network a layer whose input is spikes only adds
 a weight when a spike arrives: ACs = (firing rate of its input) × T × (its dense operations).
 The first layer of a DSQN sees the real-valued frame, so it costs MACs; its input current is
-constant over the T steps, so it is computed (and counted) once.
+constant over the T steps, so it is computed (and counted) once. The counts come from the
+(C, H, W) the convs see (``net.layer_shapes``): a net fed channel-last (H, W, C) frames costs the
+same (its permute moves memory and adds no operation).
 """
 
 from __future__ import annotations

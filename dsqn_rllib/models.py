@@ -6,6 +6,11 @@ All four share one interface::
     q = net(obs)                           # (B, num_actions); uint8 obs are scaled by 1/255
     q, stats = net(obs, return_stats=True) # + per-layer firing rates (spiking nets only)
 
+The conv nets take a frame stack either channel-first ``(C, H, W)`` (our Atari envs) or
+channel-last ``(H, W, C)`` (RLlib's Atari wrappers, old and new stack): the layout is read from
+the shape (``image_layout``), exposed as ``net.channels_last``, and an (H, W, C) batch is
+permuted to (C, H, W) inside forward, so both layouts compute the same function.
+
 Layers live in ``net.layers`` (an ordered ``nn.ModuleDict``) in network order, so
 ``net.modules()`` lists every ``nn.Conv2d``/``nn.Linear`` in the order data flows through them.
 
@@ -53,6 +58,9 @@ class ConvSpec(NamedTuple):
 NATURE_CONVS: tuple[ConvSpec, ...] = (ConvSpec(32, 8, 4), ConvSpec(64, 4, 2), ConvSpec(64, 3, 1))
 NATURE_HIDDEN = 512
 MLP_HIDDEN: tuple[int, ...] = (256, 256)
+MAX_IMAGE_CHANNELS = 16
+"""The channel axis of an image observation is its small one: a stack of 4 grayscale frames
+(4) or of 4 RGB frames (12) fits; the spatial axes of a Nature-CNN input are >= 36."""
 
 
 class ExecutionPath(str, Enum):
@@ -179,6 +187,45 @@ def _check_obs_shape(obs_shape: Sequence[int], rank: int, what: str) -> tuple[in
     return tuple(int(d) for d in shape)
 
 
+def min_image_size(convs: Sequence[ConvSpec] = NATURE_CONVS) -> int:
+    """The smallest height (and width) that leaves every unpadded conv of ``convs`` at
+    least one output pixel: 36 for the Nature CNN."""
+    size = 1
+    for spec in reversed(convs):
+        size = (size - 1) * spec.stride + spec.kernel
+    return size
+
+
+class ImageLayout(NamedTuple):
+    """An image observation shape read as a frame stack: the ``(C, H, W)`` the convs see and
+    whether observations arrive channel-last ``(H, W, C)``."""
+
+    chw: tuple[int, int, int]
+    channels_last: bool
+
+
+def image_layout(obs_shape: Sequence[int], convs: Sequence[ConvSpec] = NATURE_CONVS) -> ImageLayout:
+    """Read ``obs_shape`` as ``(C, H, W)`` or ``(H, W, C)``: the channel axis is the small one
+    (<= ``MAX_IMAGE_CHANNELS``), both spatial axes must fit the conv stack. Anything else,
+    including a shape both readings fit, is a one-line ``ValueError``."""
+    shape = tuple(obs_shape)
+    least = min_image_size(convs)
+    readings: list[ImageLayout] = []
+    if len(shape) == 3 and all(_is_count(d) for d in shape):
+        a, b, c = (int(d) for d in shape)
+        if a <= MAX_IMAGE_CHANNELS and min(b, c) >= least:
+            readings.append(ImageLayout((a, b, c), channels_last=False))
+        if c <= MAX_IMAGE_CHANNELS and min(a, b) >= least:
+            readings.append(ImageLayout((c, a, b), channels_last=True))
+    if len(readings) == 1:
+        return readings[0]
+    why = "is ambiguous" if readings else "is not an image stack"
+    raise ValueError(
+        f"obs_shape {shape!r} {why}: give (C, H, W) or (H, W, C) with "
+        f"C <= {MAX_IMAGE_CHANNELS} and H, W >= {least}, or a 1-D vector (n,) for the MLP"
+    )
+
+
 def _check_hidden_sizes(hidden_sizes: Sequence[int]) -> tuple[int, ...]:
     sizes = tuple(hidden_sizes)
     if not sizes or not all(_is_count(h) for h in sizes):
@@ -260,20 +307,36 @@ class QNetwork(nn.Module):
 
     is_spiking: bool = False
 
-    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, stack: ConvStack) -> None:
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        num_actions: int,
+        stack: ConvStack,
+        channels_last: bool = False,
+    ) -> None:
         super().__init__()
         self.obs_shape = obs_shape
+        """The observation shape as the env gives it (what ``forward`` checks)."""
         self.num_actions = num_actions
+        self._channels_last = channels_last
         self.layers = stack.layers
         self.layer_shapes: tuple[LayerShape, ...] = tuple(stack.shapes)
 
+    @property
+    def channels_last(self) -> bool:
+        """True when observations arrive as ``(H, W, C)`` (forward permutes them to C, H, W)."""
+        return self._channels_last
+
     def prepare_obs(self, obs: Tensor) -> Tensor:
-        """Check ``obs`` is ``(B, *obs_shape)``; uint8 → float / 255, float used as given."""
+        """Check ``obs`` is ``(B, *obs_shape)``; an (H, W, C) batch becomes (B, C, H, W);
+        uint8 → float / 255, float used as given."""
         if not isinstance(obs, Tensor):
             raise ValueError(f"observation must be a torch.Tensor, got {type(obs).__name__}")
         if obs.dim() != len(self.obs_shape) + 1 or tuple(obs.shape[1:]) != self.obs_shape:
             expected = ", ".join(["B", *map(str, self.obs_shape)])
             raise ValueError(f"observation shape {tuple(obs.shape)} does not match ({expected})")
+        if self._channels_last:
+            obs = self._channels_first(obs)
         dtype = self.layers["out"].weight.dtype
         if obs.dtype == torch.uint8:
             return obs.to(dtype) / 255.0
@@ -283,6 +346,11 @@ class QNetwork(nn.Module):
             f"observation dtype {obs.dtype} is not supported; use uint8 (scaled by 1/255) "
             "or a floating-point dtype (used as given)"
         )
+
+    def _channels_first(self, obs: Tensor) -> Tensor:
+        """(B, H, W, C) → (B, C, H, W), copied into plain NCHW memory (the uint8 frame, before
+        scaling, is the cheaper copy): the layout the CHW fast path runs in."""
+        return obs.permute(0, 3, 1, 2).contiguous()
 
     @staticmethod
     def _flatten_features(x: Tensor, layer: nn.Module) -> Tensor:
@@ -297,6 +365,12 @@ class QNetwork(nn.Module):
 
 class DenseQNetwork(QNetwork):
     """ReLU after every layer but the last: the ANN the spiking nets are compared with."""
+
+    def _channels_first(self, obs: Tensor) -> Tensor:
+        # The permuted view is NCHW in channels_last memory, what forward runs the CPU convs
+        # in: no copy there. Elsewhere the CHW path's plain NCHW.
+        x = obs.permute(0, 3, 1, 2)
+        return x if x.device.type == "cpu" else x.contiguous()
 
     def forward(self, obs: Tensor) -> Tensor:
         x = self.prepare_obs(obs)
@@ -315,9 +389,10 @@ class DQN(DenseQNetwork):
     """Mnih et al. 2015: ``32C8S4-ReLU-64C4S2-ReLU-64C3S1-ReLU-512-ReLU-N``."""
 
     def __init__(self, obs_shape: Sequence[int], num_actions: int, bias: bool = True) -> None:
-        shape = _check_obs_shape(obs_shape, 3, "(channels, height, width)")
+        layout = image_layout(obs_shape)
         num_actions = _check_num_actions(num_actions)
-        super().__init__(shape, num_actions, build_conv_stack(shape, num_actions, bias))  # type: ignore[arg-type]
+        stack = build_conv_stack(layout.chw, num_actions, bias)
+        super().__init__(tuple(int(d) for d in obs_shape), num_actions, stack, layout.channels_last)
 
 
 class MLP(DenseQNetwork):
@@ -363,9 +438,14 @@ class SpikingQNetwork(QNetwork):
     is_spiking = True
 
     def __init__(
-        self, obs_shape: tuple[int, ...], num_actions: int, stack: ConvStack, config: SpikingConfig
+        self,
+        obs_shape: tuple[int, ...],
+        num_actions: int,
+        stack: ConvStack,
+        config: SpikingConfig,
+        channels_last: bool = False,
     ) -> None:
-        super().__init__(obs_shape, num_actions, stack)
+        super().__init__(obs_shape, num_actions, stack, channels_last)
         self.config = config
         self.neuron = config.neuron_params()
         self.T = config.T
@@ -462,11 +542,12 @@ class DSQN(SpikingQNetwork):
         config: SpikingConfig | None = None,
         **options: Any,
     ) -> None:
-        shape = _check_obs_shape(obs_shape, 3, "(channels, height, width)")
+        layout = image_layout(obs_shape)
         num_actions = _check_num_actions(num_actions)
         cfg = spiking_config(config, **options)
-        stack = build_conv_stack(shape, num_actions, cfg.bias)  # type: ignore[arg-type]
-        super().__init__(shape, num_actions, stack, cfg)
+        stack = build_conv_stack(layout.chw, num_actions, cfg.bias)
+        shape = tuple(int(d) for d in obs_shape)
+        super().__init__(shape, num_actions, stack, cfg, layout.channels_last)
 
 
 class SpikingMLP(SpikingQNetwork):
@@ -497,7 +578,7 @@ class ModelKind(str, Enum):
 def build_q_network(
     model: str | ModelKind, obs_shape: Sequence[int], num_actions: int, **options: Any
 ) -> QNetwork:
-    """DSQN/DQN for image observations (C, H, W); SpikingMLP/MLP for vectors (F,).
+    """DSQN/DQN for image observations (C, H, W) or (H, W, C); SpikingMLP/MLP for vectors (F,).
 
     ``options`` are ``SpikingConfig`` fields (spiking only), ``bias``, and ``hidden_sizes``
     (MLPs only).
@@ -506,7 +587,7 @@ def build_q_network(
         kind = ModelKind(model)
     except ValueError:
         raise ValueError(f"unknown model {model!r}; allowed: dsqn, dqn") from None
-    is_image = len(tuple(obs_shape)) == 3
+    is_image = len(tuple(obs_shape)) != 1  # anything but a vector: the conv nets check it
     if kind is ModelKind.DQN:
         spiking_only = sorted(set(options) - {"bias", "hidden_sizes"})
         if spiking_only:

@@ -52,3 +52,15 @@ def test_spiking_energy_needs_all_rates() -> None:
         energy_report(DSQN((4, 84, 84), 6), {"conv1": 0.1})
     with pytest.raises(ValueError, match="needs its firing rates"):
         energy_report(DSQN((4, 84, 84), 6))
+
+
+@pytest.mark.parametrize("obs_shape", [(4, 84, 84), (84, 84, 4)])
+def test_channel_last_frames_cost_the_same_as_channel_first(obs_shape: tuple) -> None:
+    """conv1's fan-in is the 4 stacked frames whichever axis holds them (never 84)."""
+    rates = {"conv1": 0.2, "conv2": 0.1, "conv3": 0.05, "fc": 0.5}
+    dense = energy_report(DQN(obs_shape, 6))
+    assert [layer.dense_ops for layer in dense.layers] == [CONV1, CONV2, CONV3, FC, OUT]
+    spiking = energy_report(DSQN(obs_shape, 6, T=8), rates)
+    expected_acs = 0.2 * 8 * CONV2 + 0.1 * 8 * CONV3 + 0.05 * 8 * FC + 0.5 * 8 * OUT
+    assert spiking.total_macs == CONV1
+    assert spiking.total_acs == pytest.approx(expected_acs)

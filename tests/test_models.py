@@ -9,11 +9,19 @@ import torch
 from torch import nn
 
 from dsqn_rllib import DQN, DSQN, MLP, ExecutionPath, SpikingMLP, build_q_network
-from dsqn_rllib.models import SpikingQNetwork
+from dsqn_rllib.models import (
+    MAX_IMAGE_CHANNELS,
+    NATURE_CONVS,
+    ConvSpec,
+    SpikingQNetwork,
+    image_layout,
+    min_image_size,
+)
 from dsqn_rllib.neurons import NeuronParams, initial_membrane, lif_step
 from dsqn_rllib.readouts import Readout, last_mem, max_mem, mean_mem
 
 ATARI = (4, 84, 84)
+ATARI_HWC = (84, 84, 4)  # RLlib's Atari wrappers, old and new stack
 
 
 def amplify(net: nn.Module, factor: float = 6.0) -> nn.Module:
@@ -230,8 +238,8 @@ def test_mlp_variants_and_factory() -> None:
         (lambda: DSQN(ATARI, 6, surrogate="tanh"), "unknown surrogate 'tanh'"),
         (lambda: DSQN(ATARI, 0), "num_actions must be an integer >= 1"),
         (lambda: DQN(ATARI, -2), "num_actions must be an integer >= 1"),
-        (lambda: DSQN((84, 84), 6), "obs_shape must be (channels, height, width)"),
-        (lambda: DSQN((4, 20, 20), 6), "too small for the conv stack"),
+        (lambda: DSQN((84, 84), 6), "obs_shape (84, 84) is not an image stack"),
+        (lambda: DSQN((4, 20, 20), 6), "obs_shape (4, 20, 20) is not an image stack"),
         (lambda: DSQN(ATARI, 6, execution="gpu"), "unknown execution path 'gpu'"),
         (lambda: DSQN(ATARI, 6, T8=4), "unknown spiking option(s) ['T8']"),
         (lambda: build_q_network("snn", ATARI, 6), "unknown model 'snn'; allowed: dsqn, dqn"),
@@ -295,3 +303,139 @@ def test_counts_from_gymnasium_spaces_are_taken_as_they_come(model: str) -> None
         build_q_network(model, ATARI, np.int64(0))
     with pytest.raises(ValueError, match="num_actions must be an integer >= 1, got True"):
         build_q_network(model, ATARI, True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Observation layouts: (C, H, W) and (H, W, C)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_the_smallest_image_is_computed_from_the_conv_stack() -> None:
+    assert min_image_size(NATURE_CONVS) == 36  # 36 -8/4-> 8 -4/2-> 3 -3/1-> 1
+    assert min_image_size((ConvSpec(8, 3, 1),)) == 3
+    for shape in [(4, 36, 36), (36, 36, 4)]:
+        assert DSQN(shape, 2, T=1)(torch.rand(1, *shape)).shape == (1, 2)
+    for shape in [(4, 35, 36), (36, 35, 4)]:
+        with pytest.raises(ValueError, match="H, W >= 36"):
+            DQN(shape, 2)
+
+
+@pytest.mark.parametrize(
+    ("shape", "layout"),
+    [
+        ((4, 84, 84), ((4, 84, 84), False)),
+        ((84, 84, 4), ((4, 84, 84), True)),
+        ((12, 64, 96), ((12, 64, 96), False)),  # 4 stacked RGB frames
+        ((64, 96, 12), ((12, 64, 96), True)),
+        ((1, 36, 200), ((1, 36, 200), False)),
+    ],
+)
+def test_the_layout_is_read_from_the_shape(shape: tuple, layout: tuple) -> None:
+    assert image_layout(shape) == layout
+    for net in (DSQN(shape, 3, T=1), DQN(shape, 3), build_q_network("dsqn", shape, 3, T=1)):
+        assert net.channels_last is layout[1]
+        assert net.obs_shape == shape  # what forward checks: the env's shape, unchanged
+        conv1 = net.layers["conv1"]
+        assert conv1.in_channels == layout[0][0]
+    for net in (build_q_network("dsqn", (8,), 2), build_q_network("dqn", (8,), 2)):
+        assert net.channels_last is False
+
+
+@pytest.mark.parametrize("model", [DSQN, DQN])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_same_weights_same_q_and_gradients_for_chw_and_its_hwc_transpose(
+    model: type, dtype: torch.dtype
+) -> None:
+    torch.manual_seed(0)
+    options = {"T": 4} if model is DSQN else {}
+    chw = amplify(model(ATARI, 6, **options))  # every DSQN layer fires
+    hwc = model(ATARI_HWC, 6, **options)
+    hwc.load_state_dict(chw.state_dict())
+    frames = torch.randint(0, 256, (5, *ATARI), dtype=torch.uint8)
+    obs_chw = frames if dtype == torch.uint8 else frames.float() / 255.0
+    obs_hwc = obs_chw.permute(0, 2, 3, 1).contiguous()  # a real (B, H, W, C) batch
+    if model is DSQN:
+        q_chw, stats = chw(obs_chw, return_stats=True)
+        assert all(rate.item() > 0.01 for rate in stats.rates.values()), stats.rates
+        q_hwc, stats_hwc = hwc(obs_hwc, return_stats=True)
+        assert {k: v.item() for k, v in stats_hwc.rates.items()} == pytest.approx(
+            {k: v.item() for k, v in stats.rates.items()}, abs=1e-6
+        )
+    else:
+        q_chw, q_hwc = chw(obs_chw), hwc(obs_hwc)
+    torch.testing.assert_close(q_hwc, q_chw)
+    weights = torch.linspace(-1, 1, q_chw.numel()).view_as(q_chw)
+    grads_chw = torch.autograd.grad((q_chw * weights).sum(), list(chw.parameters()))
+    grads_hwc = torch.autograd.grad((q_hwc * weights).sum(), list(hwc.parameters()))
+    for name, a, b in zip(dict(chw.named_parameters()), grads_chw, grads_hwc, strict=True):
+        assert a.abs().sum() > 0, f"no gradient reached {name}"
+        torch.testing.assert_close(b, a, msg=lambda m, name=name: f"{name}: {m}")
+    if dtype == torch.float32:  # and the gradient of Q wrt the frame is the transpose
+        obs_chw, obs_hwc = obs_chw.requires_grad_(), obs_hwc.requires_grad_()
+        (g_chw,) = torch.autograd.grad((chw(obs_chw) * weights).sum(), obs_chw)
+        (g_hwc,) = torch.autograd.grad((hwc(obs_hwc) * weights).sum(), obs_hwc)
+        torch.testing.assert_close(g_hwc, g_chw.permute(0, 2, 3, 1))
+
+
+def test_dqn_runs_channels_last_frames_in_channels_last_memory_without_a_copy() -> None:
+    net = DQN(ATARI_HWC, 6)
+    seen: list[bool] = []
+    net.layers["conv1"].register_forward_hook(
+        lambda m, args, out: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    frames = torch.rand(3, *ATARI_HWC)
+    net(frames)
+    assert seen == [True]
+    x = net.prepare_obs(frames)
+    assert x.shape == (3, *ATARI) and x.data_ptr() == frames.data_ptr()  # a view of the batch
+
+
+def test_dsqn_runs_channels_last_frames_in_plain_nchw() -> None:
+    net = DSQN(ATARI_HWC, 6, T=2)
+    seen: list[bool] = []
+    net.layers["conv1"].register_forward_hook(
+        lambda m, args, out: seen.append(args[0].is_contiguous())
+    )
+    net(torch.randint(0, 256, (3, *ATARI_HWC), dtype=torch.uint8))
+    assert seen == [True]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (84, 84),  # one frame, no stack axis
+        (3, 10, 10),  # too small for the conv stack
+        (4, 20, 20),
+        (84, 84, 84),  # no small axis
+        (17, 84, 84),  # more channels than a frame stack
+        (84, 4, 84),  # channels in the middle
+        (1, 4, 84, 84),
+        (4, 84.0, 84),
+    ],
+)
+@pytest.mark.parametrize("build", [DSQN, DQN, lambda s, n: build_q_network("dsqn", s, n)])
+def test_a_shape_that_is_no_image_stack_is_one_line_naming_it_and_what_is_accepted(
+    shape: tuple, build
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError) as info:
+        build(shape, 6)
+    assert str(info.value) == (
+        f"obs_shape {shape!r} is not an image stack: give (C, H, W) or (H, W, C) with "
+        f"C <= {MAX_IMAGE_CHANNELS} and H, W >= 36, or a 1-D vector (n,) for the MLP"
+    )
+
+
+def test_a_shape_both_layouts_fit_is_refused_as_ambiguous() -> None:
+    # The Nature CNN needs H, W >= 36 > MAX_IMAGE_CHANNELS, so only a smaller stack can tie.
+    tiny = (ConvSpec(8, 3, 1),)
+    assert image_layout((4, 8, 20), tiny).channels_last is False
+    with pytest.raises(ValueError) as info:
+        image_layout((4, 8, 4), tiny)
+    assert str(info.value).startswith("obs_shape (4, 8, 4) is ambiguous: give (C, H, W) or")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("model", [DSQN, DQN])
+def test_a_channels_last_net_names_its_own_shape_when_given_the_other_layout(model: type) -> None:
+    with pytest.raises(ValueError, match=r"observation shape \(2, 4, 84, 84\) does not match "):
+        model(ATARI_HWC, 6)(torch.zeros(2, *ATARI))
