@@ -1,13 +1,17 @@
 """RLlib's old API stack: the core as a ``TorchModelV2`` registered with ``ModelCatalog``.
 
-Registered names: ``"dsqn"`` (the spiking network) and ``"dqn-twin"`` (its ReLU twin); their
-options (T, readout, surrogate, tau, v_threshold, v_reset, detach_reset, bias, hidden_sizes)
-travel in ``model={"custom_model": ..., "custom_model_config": {...}}``.
+Registered names (``import dsqn_rllib.rllib`` registers them): ``"dsqn"`` (the spiking network)
+and ``"dqn-twin"`` (its ReLU twin); their options (T, readout, surrogate, tau, v_threshold,
+v_reset, detach_reset, bias, hidden_sizes) travel in ``model={"custom_model": ...,
+"custom_model_config": {...}}``. The env's observation space goes to the network unchanged: our
+channel-first (4, 84, 84) frames, or the channel-last (84, 84, 4) of RLlib's ``"deepmind"``
+preprocessing (``preprocessor_pref="deepmind"``, RLlib's default for Atari ids).
 
 Old-stack DQN builds its model through ``ModelCatalog.get_model_v2(model_interface=
 DQNTorchModel, ...)`` and reads Q-values with ``get_q_value_distributions(model_out)``; with
-``hiddens=[]``, ``dueling=False`` and ``num_atoms=1`` that head is the identity, so ``forward``
-returns the Q-values themselves.
+``hiddens=[]``, ``dueling=False``, ``num_atoms=1`` and ``noisy=False`` that head is the
+identity, so ``forward`` returns the Q-values themselves. Stock ``DQNConfig`` defaults to
+``hiddens=[256]`` and ``dueling=True``: the model refuses those in one line that names the fix.
 
 Ray 2.60 bug, and its one-method fix (``OldStackDQN``): ``validate_buffer_config`` turns
 ``replay_buffer_config["type"]`` into a class, then ``Algorithm.
@@ -18,7 +22,7 @@ the configured (class-typed) buffer directly.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 from ray.rllib.algorithms.dqn import DQN, DQNConfig
@@ -28,8 +32,11 @@ from ray.rllib.utils.from_config import from_config
 from ray.rllib.utils.replay_buffers import ReplayBuffer
 from ray.tune.registry import register_env
 
-from dsqn_rllib.config import TrainConfig
 from dsqn_rllib.models import ModelKind, QNetwork, build_q_network
+from dsqn_rllib.rllib.rl_module import check_plain_q_head
+
+if TYPE_CHECKING:  # imported where used: ``import dsqn_rllib.rllib`` needs only the models
+    from dsqn_rllib.config import TrainConfig
 
 CUSTOM_MODEL_NAMES = {ModelKind.DSQN: "dsqn", ModelKind.DQN: "dqn-twin"}
 ENV_NAME = "dsqn_rllib_env"
@@ -72,8 +79,13 @@ class QNetworkModelV2(DQNTorchModel):
         **kwargs: Any,
     ) -> None:
         head = {k: kwargs.pop(k) for k in list(kwargs) if k in _DQN_HEAD_KEYWORDS}
-        if head.get("q_hiddens") or head.get("dueling") or head.get("num_atoms", 1) != 1:
-            raise ValueError("QNetworkModelV2 needs hiddens=[], dueling=False, num_atoms=1")
+        check_plain_q_head(
+            f"custom_model {CUSTOM_MODEL_NAMES[self.model_kind]!r}",
+            dueling=head.get("dueling", False),
+            num_atoms=head.get("num_atoms", 1),
+            hiddens=head.get("q_hiddens"),
+            noisy=head.get("use_noisy", False),
+        )
         super().__init__(obs_space, action_space, num_outputs, model_config, name, **head)
         # What is left of kwargs is custom_model_config: the network's options.
         self.net: QNetwork = build_q_network(
@@ -93,11 +105,15 @@ class DenseTwinModelV2(QNetworkModelV2):
 
 
 def register_models() -> None:
+    """Register ``"dsqn"`` and ``"dqn-twin"`` with ``ModelCatalog`` (idempotent: registering
+    again maps the same names to the same classes). ``import dsqn_rllib.rllib`` calls it."""
     ModelCatalog.register_custom_model(CUSTOM_MODEL_NAMES[ModelKind.DSQN], SpikingModelV2)
     ModelCatalog.register_custom_model(CUSTOM_MODEL_NAMES[ModelKind.DQN], DenseTwinModelV2)
 
 
 def _make_env(env_config: dict) -> gym.Env:
+    from dsqn_rllib.config import TrainConfig
+
     cfg = TrainConfig.from_dict(env_config["train_config"])
     if cfg.is_atari:
         from dsqn_rllib.atari import AtariConfig, make_atari_env
