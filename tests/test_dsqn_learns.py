@@ -260,7 +260,8 @@ def test_dsqn_train_spike_init_threshold_aware_acts_with_a_firing_net(tmp_path: 
     for init in ("default", "threshold-aware"):
         args = [
             "train", "--game", "pong", "--num-env-runners", "0", "--envs-per-runner", "2",
-            "--total-steps", "200", "--learning-starts", "1000", "--buffer-size", "2000",
+            # No update at all in the run (its first iteration may overshoot total-steps).
+            "--total-steps", "200", "--learning-starts", "100000", "--buffer-size", "2000",
             "--eval-interval", "0", "--checkpoint-interval", "0", "--spike-init", init,
             "--run-dir", str(tmp_path), "--run-id", init,
         ]  # fmt: skip

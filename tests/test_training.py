@@ -142,6 +142,7 @@ def test_a_killed_env_runner_is_restarted_and_training_goes_on(local_ray: object
     cfg = TrainConfig(
         env="CartPole-v1", num_env_runners=2, envs_per_runner=2, learning_starts=64,
         train_batch_size=16, train_every=4, buffer_size=5000, hidden_sizes=(16, 16),
+        adam_eps=1e-6,  # not torch's default: the learner must read the configured one
     ).with_spiking(T=2).validate()  # fmt: skip
     algo = build_algorithm_config(cfg, iteration_seconds=1.0).build_algo()
     try:

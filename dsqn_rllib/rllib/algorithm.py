@@ -36,18 +36,38 @@ from typing import Any
 
 import numpy as np
 import ray
+import torch
 from ray.rllib.algorithms.dqn import DQN
+from ray.rllib.callbacks.utils import make_callback
 from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
-from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    EPISODE_LEN_MEAN,
+    EPISODE_RETURN_MAX,
+    EPISODE_RETURN_MEAN,
+    EPISODE_RETURN_MIN,
+    LEARNER_RESULTS,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    NUM_ENV_STEPS_TRAINED_LIFETIME,
+    NUM_EPISODES,
+    NUM_EPISODES_LIFETIME,
+)
 
-from dsqn_rllib.config import TrainConfig
+from dsqn_rllib.evaluation import EvalConfig, evaluate
+from dsqn_rllib.models import QNetwork, build_q_network
 from dsqn_rllib.replay import FrameReplayBuffer
-from dsqn_rllib.rllib.env_runner import TRAIN_CONFIG_KEY, SampleChunk
+from dsqn_rllib.rllib.config import DSQNConfig
+from dsqn_rllib.rllib.env_runner import SampleChunk
 from dsqn_rllib.rllib.learner import NONFINITE_SKIPS
 
 SAMPLE_TAG = "dsqn_sample"
+# The result key under which an iteration's pipeline and spiking extras are reported (counters,
+# windowed rates, ε, TD loss, Q, firing rate per LIF layer, spikes per inference, replay).
+DSQN_RESULTS = "dsqn"
+# Key of the pipeline's counters in ``get_state`` (and so in every checkpoint).
+PIPELINE_STATE = "dsqn_pipeline"
 # Chunk length bounds (steps per env per request), and the learner time one round of chunks
 # should cover once learning runs: short enough that actors act on fresh weights and the
 # replay ratio holds closely, long enough that a remote call carries real work.
@@ -90,22 +110,35 @@ class PipelinedDQN(DQN):
     def _create_local_replay_buffer_if_necessary(self, config: Any) -> None:
         return None
 
+    # The paper's protocol (``paper_protocol_evaluation``) runs its own envs: no evaluation
+    # EnvRunnerGroup (it would build a second set of training envs for nothing).
+    @classmethod
+    def _should_create_evaluation_env_runners(cls, eval_config: Any) -> bool:
+        if eval_config.custom_evaluation_function is paper_protocol_evaluation:
+            return False
+        return super()._should_create_evaluation_env_runners(eval_config)
+
+    config: DSQNConfig
+
+    @classmethod
+    def get_default_config(cls) -> DSQNConfig:
+        return DSQNConfig()
+
     def setup(self, config: Any) -> None:
         super().setup(config)
-        cfg = TrainConfig.from_dict(self.config.env_config[TRAIN_CONFIG_KEY])
-        self.train_config = cfg
+        cfg = self.config
         obs_space, _ = self.spaces[DEFAULT_MODULE_ID]
         num_streams = max(1, self.config.num_env_runners) * self.config.num_envs_per_env_runner
         self.replay = FrameReplayBuffer(
-            capacity=cfg.buffer_size,
+            capacity=cfg.replay_capacity,
             num_streams=num_streams,
             frame_shape=tuple(obs_space.shape[1:]) if cfg.is_atari else tuple(obs_space.shape),
             frame_stack=obs_space.shape[0] if cfg.is_atari else 1,
-            seed=cfg.seed,
+            seed=cfg.seed or 0,
             frame_dtype=np.uint8 if cfg.is_atari else np.float32,
         )
         self.stats = PipelineStats()
-        self._batch_rng = np.random.default_rng(cfg.seed + 17)
+        self._batch_rng = np.random.default_rng((cfg.seed or 0) + 17)
         self._chunk_steps = MAX_CHUNK_STEPS  # env steps per env per request, adapted below
         self._in_flight: dict[int, deque[int]] = {}  # runner id -> env steps of each request
         self._update_seconds = 0.0  # EMA of one learner update
@@ -116,12 +149,21 @@ class PipelinedDQN(DQN):
         self._last_sync_time = 0.0
         # Learning starts once this many env steps are in the replay, counted from here; a
         # resumed run refills its (not checkpointed) replay the same way before learning.
-        self._learning_start_step = cfg.learning_starts
+        self._learning_start_step = cfg.warmup_steps
         self._updates_at_start = 0
         # num_env_runners=0: sampling in this process, with the learner's own module.
         self._local_runner = (
             self.env_runner_group.local_env_runner if self.config.num_env_runners == 0 else None
         )
+        # What the learner really built (a sweep's grid point must reach the network).
+        (self.network_summary,) = [
+            r.get()
+            for r in self.learner_group.foreach_learner(
+                lambda learner: _describe(learner.module[DEFAULT_MODULE_ID].net)
+            )
+        ]
+        # The paper-protocol evaluation last run (returns of every episode included).
+        self.last_evaluation: dict[str, Any] | None = None
         self._publish_weights()
 
     # --- the loop -------------------------------------------------------------------------
@@ -148,7 +190,7 @@ class PipelinedDQN(DQN):
         step (in ALE's C++ threads): the minimal DQN loop, with the env step hidden behind
         the update. Until learning starts, chunks are long (filling the replay); then a chunk
         is the fewest lockstep steps that make an update due."""
-        cfg = self.train_config
+        cfg = self.config
         runner = self._local_runner
         envs = self.config.num_envs_per_env_runner
         to_learning = self._learning_start_step - self.stats.env_steps
@@ -170,7 +212,7 @@ class PipelinedDQN(DQN):
         self._add_chunk(0, runner.end_chunk())
 
     def _updates_due(self) -> int:
-        cfg = self.train_config
+        cfg = self.config
         steps = self.stats.env_steps - self._learning_start_step
         if steps < 0 or len(self.replay) < cfg.train_batch_size:
             return 0
@@ -179,7 +221,7 @@ class PipelinedDQN(DQN):
 
     def _request_chunks(self) -> None:
         """Keep each healthy runner busy, unless sampling is ahead of the replay ratio."""
-        cfg = self.train_config
+        cfg = self.config
         group = self.env_runner_group
         envs = self.config.num_envs_per_env_runner
         runners = max(1, group.num_healthy_remote_env_runners())
@@ -219,7 +261,7 @@ class PipelinedDQN(DQN):
         if self.stats.updates == self._updates_at_start or self._update_seconds <= 0:
             return MAX_CHUNK_STEPS
         updates_per_round = CHUNK_LEARNER_SECONDS / self._update_seconds
-        steps = updates_per_round * self.train_config.train_every / total_envs
+        steps = updates_per_round * self.config.train_every / total_envs
         return int(min(MAX_CHUNK_STEPS, max(1, round(steps))))
 
     def _ingest(self, timeout_s: float) -> None:
@@ -263,7 +305,7 @@ class PipelinedDQN(DQN):
         learner call (RLlib's minibatches): its per-call bookkeeping, a metrics reduce among
         it, is paid once. Sampling them at once equals sampling them in turn: no env step
         comes between."""
-        cfg = self.train_config
+        cfg = self.config
         batch = self.replay_batch(num_updates * cfg.train_batch_size)
         start = time.perf_counter()
         results = self.learner_group.update(
@@ -290,7 +332,7 @@ class PipelinedDQN(DQN):
 
     def replay_batch(self, size: int) -> MultiAgentBatch:
         """``size`` uniform transitions from the replay, as the learner's batch."""
-        cfg = self.train_config
+        cfg = self.config
         sample = self.replay.sample(size, rng=self._batch_rng, n_step=cfg.n_step, gamma=cfg.gamma)
         obs, next_obs = sample.obs, sample.next_obs
         if not cfg.is_atari:  # vector observations are stored with a stack of one
@@ -359,7 +401,28 @@ class PipelinedDQN(DQN):
 
     def step(self) -> dict:
         result = super().step()
-        result["dsqn"] = self.pipeline_report()
+        report = self.pipeline_report()
+        result[DSQN_RESULTS] = report
+        # RLlib's standard keys, from the pipeline's own counters (our runners bypass RLlib's
+        # episode metrics): what Tune's stoppers, loggers and users' scripts read.
+        result[NUM_ENV_STEPS_SAMPLED_LIFETIME] = report["env_steps"]
+        runners = result.setdefault(ENV_RUNNER_RESULTS, {})
+        runners[NUM_ENV_STEPS_SAMPLED_LIFETIME] = report["env_steps"]
+        runners[NUM_EPISODES_LIFETIME] = report["episodes"]
+        runners[NUM_EPISODES] = len(report["new_episode_returns"])
+        runners[EPISODE_RETURN_MEAN] = report["episode_return_mean"]
+        runners[EPISODE_LEN_MEAN] = report["episode_length_mean"]
+        returns = list(self.stats.recent_returns)
+        runners[EPISODE_RETURN_MAX] = max(returns) if returns else float("nan")
+        runners[EPISODE_RETURN_MIN] = min(returns) if returns else float("nan")
+        learners = result.setdefault(LEARNER_RESULTS, {})
+        module = learners.setdefault(DEFAULT_MODULE_ID, {})
+        module.update(
+            {"qf_loss": report["td_loss"], "qf_mean": report["q_mean"], "qf_max": report["q_max"]}
+        )
+        learners.setdefault("__all_modules__", {})[NUM_ENV_STEPS_TRAINED_LIFETIME] = (
+            report["updates"] * self.config.train_batch_size
+        )
         return result
 
     def pipeline_report(self) -> dict[str, Any]:
@@ -377,7 +440,7 @@ class PipelinedDQN(DQN):
             "episodes": s.episodes,
             "env_steps_per_s": (s.env_steps - steps0) / dt if len(s.marks) > 1 else 0.0,
             "updates_per_s": (s.updates - updates0) / dt if len(s.marks) > 1 else 0.0,
-            "samples_per_s": (s.updates - updates0) * self.train_config.train_batch_size / dt
+            "samples_per_s": (s.updates - updates0) * self.config.train_batch_size / dt
             if len(s.marks) > 1
             else 0.0,
             "episode_return_mean": float(np.mean(returns)) if returns else float("nan"),
@@ -385,7 +448,7 @@ class PipelinedDQN(DQN):
             if s.recent_lengths
             else float("nan"),
             "new_episode_returns": new_returns,
-            "epsilon": self.train_config.epsilon_at(s.env_steps),
+            "epsilon": self.config.epsilon_at(s.env_steps),
             "td_loss": s.last_loss,
             "q_mean": s.last_q_mean,
             "q_max": s.last_q_max,
@@ -399,22 +462,152 @@ class PipelinedDQN(DQN):
             "runner_restarts": s.runner_restarts,
             "healthy_runners": self.env_runner_group.num_healthy_remote_env_runners(),
             "steps_per_runner": dict(s.steps_per_runner),
+            **self.network_summary,
             "firing_rates": dict(s.firing_rates),
             "spikes_per_inference": s.spikes_per_inference,
         }
 
+    # --- evaluation -------------------------------------------------------------------------
+
+    def evaluate(self, parallel_train_future: Any = None) -> dict:
+        """With the paper's protocol configured, run it and return its results as they are
+        (RLlib's new-stack ``evaluate`` would read them back from its metrics logger, where
+        a custom function's results never arrive); any other evaluation is RLlib's."""
+        if self.config.custom_evaluation_function is not paper_protocol_evaluation:
+            return super().evaluate(parallel_train_future)
+        make_callback(
+            "on_evaluate_start",
+            callbacks_objects=self.callbacks,
+            callbacks_functions=self.config.callbacks_on_evaluate_start,
+            kwargs={"algorithm": self, "metrics_logger": self.metrics},
+        )
+        results, _, _ = paper_protocol_evaluation(self, None)
+        make_callback(
+            "on_evaluate_end",
+            callbacks_objects=self.callbacks,
+            callbacks_functions=self.config.callbacks_on_evaluate_end,
+            kwargs={
+                "algorithm": self,
+                "metrics_logger": self.metrics,
+                "evaluation_metrics": results,
+            },
+        )
+        return results
+
     # --- checkpoint state -----------------------------------------------------------------
 
+    def get_state(self, components: Any = None, *, not_components: Any = None, **kwargs: Any):
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if self._check_component(PIPELINE_STATE, components, not_components):
+            state[PIPELINE_STATE] = self.get_pipeline_state()
+        return state
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if PIPELINE_STATE in state:
+            self.set_pipeline_state(state[PIPELINE_STATE])
+            self._publish_weights()  # the runners act with the restored network
+
     def get_pipeline_state(self) -> dict[str, Any]:
+        """Lifetime counters (what a restored run continues from). The replay is not saved:
+        a restored run refills ``learning_starts`` steps before it learns again."""
         s = self.stats
-        return {"env_steps": s.env_steps, "updates": s.updates, "episodes": s.episodes}
+        return {
+            "env_steps": s.env_steps,
+            "updates": s.updates,
+            "episodes": s.episodes,
+            "target_syncs": s.target_syncs,
+            "nonfinite_skips": s.nonfinite_skips,
+            "weight_syncs": s.weight_syncs,
+            "chunks": s.chunks,
+            "steps_per_runner": {str(k): v for k, v in s.steps_per_runner.items()},
+            "recent_returns": list(s.recent_returns),
+            "recent_lengths": list(s.recent_lengths),
+            "epsilon": self.config.epsilon_at(s.env_steps),
+        }
 
     def set_pipeline_state(self, state: dict[str, Any]) -> None:
-        self.stats.env_steps = int(state.get("env_steps", 0))
-        self.stats.updates = int(state.get("updates", 0))
-        self.stats.episodes = int(state.get("episodes", 0))
-        self._learning_start_step = self.stats.env_steps + self.train_config.learning_starts
-        self._updates_at_start = self.stats.updates
+        s = self.stats
+        s.env_steps = int(state.get("env_steps", 0))
+        s.updates = int(state.get("updates", 0))
+        s.episodes = int(state.get("episodes", 0))
+        s.target_syncs = int(state.get("target_syncs", 0))
+        s.nonfinite_skips = int(state.get("nonfinite_skips", 0))
+        s.weight_syncs = int(state.get("weight_syncs", 0))
+        s.chunks = int(state.get("chunks", 0))
+        s.steps_per_runner = {int(k): int(v) for k, v in state.get("steps_per_runner", {}).items()}
+        s.recent_returns.clear()
+        s.recent_returns.extend(state.get("recent_returns", []))
+        s.recent_lengths.clear()
+        s.recent_lengths.extend(state.get("recent_lengths", []))
+        s.marks.clear()
+        # ε follows the restored step count (epsilon_at); the replay warm-up starts afresh.
+        self._learning_start_step = s.env_steps + self.config.warmup_steps
+        self._updates_at_start = s.updates
+
+    # --- the paper's evaluation protocol --------------------------------------------------
+
+    def online_network(self) -> QNetwork:
+        """A CPU copy of the learner's online Q-network."""
+        state = self.learner_group.get_state(
+            components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True
+        )[COMPONENT_LEARNER][COMPONENT_RL_MODULE][DEFAULT_MODULE_ID]
+        obs_space, act_space = self.spaces[DEFAULT_MODULE_ID]
+        cfg = self.config
+        net = build_q_network(
+            cfg.model_kind, tuple(obs_space.shape), int(act_space.n), **cfg.net_options()
+        )
+        prefix = "net."
+        net.load_state_dict(
+            {
+                k[len(prefix) :]: torch.as_tensor(v).cpu()
+                for k, v in state.items()
+                if k.startswith(prefix)
+            }
+        )
+        return net.eval()
+
+
+def paper_protocol_evaluation(algo: PipelinedDQN, eval_env_runner_group: Any) -> tuple:
+    """RLlib's ``custom_evaluation_function`` for ``PipelinedDQN``: the paper's protocol
+    (Mnih et al. 2015; Chen et al. 2022) on the learner's current weights: ``evaluation_
+    duration`` whole games at ε = ``evaluation_config["explore_epsilon"]`` (0.05), up to 30
+    no-op starts, no life loss, unclipped rewards, 108k-frame cap. Returns RLlib's
+    ``(results, env_steps, agent_steps)``; results carry the standard episode keys."""
+    cfg = algo.config
+    episodes = int(cfg.evaluation_duration) if cfg.evaluation_duration != "auto" else 30
+    eval_cfg = EvalConfig(
+        episodes=episodes,
+        epsilon=cfg.eval_epsilon,
+        seed=(cfg.seed or 0) + 1_000_003,
+        max_episode_frames=cfg.max_episode_frames,
+    )
+    net = algo.online_network()
+    with torch.inference_mode():
+        result = evaluate(net, cfg.game or cfg.env, eval_cfg)
+    steps = int(sum(result.lengths))
+    results = {
+        EPISODE_RETURN_MEAN: result.mean,
+        EPISODE_RETURN_MAX: result.max,
+        EPISODE_RETURN_MIN: result.min,
+        EPISODE_LEN_MEAN: steps / max(1, result.num_episodes),
+        NUM_EPISODES: result.num_episodes,
+        "episode_return_std": result.std,
+        "eval_epsilon": eval_cfg.epsilon,
+        "eval_seed": eval_cfg.seed,
+        "env_steps_at_evaluation": algo.stats.env_steps,
+    }
+    algo.last_evaluation = {**results, "episode_returns": list(result.returns)}
+    results = {ENV_RUNNER_RESULTS: algo.last_evaluation}
+    return results, steps, steps
+
+
+def _describe(net: QNetwork) -> dict[str, Any]:
+    """The Q-network's class and, when spiking, its T and readout."""
+    summary: dict[str, Any] = {"network": type(net).__name__, "spiking": bool(net.is_spiking)}
+    if net.is_spiking:
+        summary.update({"T": int(net.T), "readout": net.readout.value})
+    return summary
 
 
 def _peek(results: dict, key: str) -> float:

@@ -1,15 +1,17 @@
-"""TrainConfig → RLlib AlgorithmConfig, for either API stack. The one place that wires them."""
+"""TrainConfig (the CLI's flat options) → RLlib AlgorithmConfig, for either API stack."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from enum import Enum
 
 import torch
 from ray.rllib.algorithms.dqn import DQNConfig
-from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from dsqn_rllib.config import ApiStack, TrainConfig
-from dsqn_rllib.rllib.env_runner import TRAIN_CONFIG_KEY, VectorEnvRunner
+from dsqn_rllib.models import SpikingConfig
+from dsqn_rllib.rllib.config import DSQNConfig
 
 
 def learner_uses_gpu(cfg: TrainConfig) -> bool:
@@ -19,86 +21,66 @@ def learner_uses_gpu(cfg: TrainConfig) -> bool:
 
 
 def build_algorithm_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DQNConfig:
-    """The AlgorithmConfig that trains ``cfg`` (validated) on its API stack."""
+    """The AlgorithmConfig that trains ``cfg`` (validated) on its API stack: a ``DSQNConfig``
+    on the new stack (``TrainConfig`` is the CLI's flat view of it), RLlib's old-stack
+    ``DQNConfig`` with the registered TorchModelV2 on the old one."""
     if cfg.api_stack is ApiStack.OLD:
         from dsqn_rllib.rllib.old_stack import build_old_stack_config
 
         return build_old_stack_config(cfg, iteration_seconds=iteration_seconds)
-    from dsqn_rllib.rllib.algorithm import PipelinedDQN
-    from dsqn_rllib.rllib.learner import FusedAdamDQNLearner
-    from dsqn_rllib.rllib.rl_module import QNetworkRLModule
+    return to_dsqn_config(cfg, iteration_seconds=iteration_seconds)
 
+
+def to_dsqn_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DSQNConfig:
+    """``cfg``'s options as the ``DSQNConfig`` that holds them for RLlib (and Tune)."""
+    network = {
+        "model": cfg.model.value,
+        **{
+            f.name: (v.value if isinstance(v, Enum) else v)
+            for f in dataclasses.fields(SpikingConfig)
+            for v in [getattr(cfg.spiking, f.name)]
+        },
+        "hidden_sizes": tuple(cfg.hidden_sizes),
+        "spike_init": cfg.spike_init.value,
+        "spike_init_rate": cfg.spike_init_rate,
+    }
     config = (
-        DQNConfig(algo_class=PipelinedDQN)
-        .environment(
-            # Our runners build their envs from the TrainConfig; RLlib only carries it.
-            env=None,
-            env_config={TRAIN_CONFIG_KEY: cfg.to_dict()},
-        )
-        .framework("torch")
+        DSQNConfig()
+        .environment(cfg.game or cfg.env)
         .env_runners(
-            env_runner_cls=VectorEnvRunner,
             num_env_runners=cfg.num_env_runners,
             num_envs_per_env_runner=cfg.envs_per_runner,
-            num_cpus_per_env_runner=1,
             # 0 runners: the learner's process samples (PipelinedDQN takes turns).
             create_local_env_runner=cfg.num_env_runners == 0,
-            max_requests_in_flight_per_env_runner=2,
-            # Our runners have no connector state; RLlib would otherwise fetch every runner's
-            # whole state (weights included) once per iteration, blocking the learner.
-            merge_env_runner_states=False,
-            broadcast_env_runner_states=False,
         )
-        .learners(
-            num_learners=0,
-            num_gpus_per_learner=1 if learner_uses_gpu(cfg) else 0,
-            learner_class=FusedAdamDQNLearner,
-        )
-        .rl_module(
-            rl_module_spec=RLModuleSpec(module_class=QNetworkRLModule),
-            model_config=_model_config(cfg),
-        )
+        .rl_module(model_config=network)
         .training(
             lr=cfg.lr,
+            adam_epsilon=cfg.adam_eps,
             gamma=cfg.gamma,
             train_batch_size=cfg.train_batch_size,
             target_network_update_freq=cfg.target_update_period,
             double_q=cfg.double_q,
-            dueling=False,
-            num_atoms=1,
-            n_step=1,
-            td_error_loss_fn="huber" if cfg.loss == "huber" else "mse",
+            n_step=cfg.n_step,
+            td_error_loss_fn=cfg.loss,
             num_steps_sampled_before_learning_starts=cfg.learning_starts,
-            adam_epsilon=cfg.adam_eps,  # read by FusedAdamDQNLearner (RLlib's ignores it)
-            grad_clip=cfg.grad_clip,  # DQNConfig's own default is 40
+            grad_clip=cfg.grad_clip,
             epsilon=[(0, cfg.epsilon_start), (max(1, cfg.epsilon_decay_steps), cfg.epsilon_end)],
         )
-        .fault_tolerance(
-            restart_failed_env_runners=True,
-            max_num_env_runner_restarts=1000,
-            env_runner_restore_timeout_s=120,
+        .pipeline(
+            train_every=cfg.train_every,
+            buffer_size=cfg.buffer_size,
+            sticky_actions=cfg.sticky_actions,
+            max_episode_frames=cfg.max_episode_frames,
+            silent_layer_patience=cfg.silent_layer_patience,
+            learner_device=cfg.learner_device,
         )
-        .reporting(
-            min_time_s_per_iteration=iteration_seconds,
-            min_sample_timesteps_per_iteration=0,
-            min_train_timesteps_per_iteration=0,
-        )
-        .debugging(seed=cfg.seed, log_level="ERROR")
+        .reporting(min_time_s_per_iteration=iteration_seconds)
+        .debugging(seed=cfg.seed)
+        # The driver (dsqn_rllib.train.Trainer) keeps the guard, registry and metrics itself.
+        .callbacks(RLlibCallback)
     )
+    if cfg.epsilon_decay_steps == 0:
+        config.epsilon = [(0, cfg.epsilon_end), (1, cfg.epsilon_end)]
+    config.validate_dsqn()
     return config
-
-
-def _model_config(cfg: TrainConfig) -> dict[str, Any]:
-    return {
-        "model": cfg.model.value,
-        "net_options": cfg.model_options(),
-        "double_q": cfg.double_q,
-        "epsilon": [(0, cfg.epsilon_start), (max(1, cfg.epsilon_decay_steps), cfg.epsilon_end)],
-        # Read by FusedAdamDQNLearner.build (the learner's network only; runners get its weights).
-        "spike_init": {
-            "kind": cfg.spike_init.value,
-            "target_rate": cfg.spike_init_rate,
-            "game": cfg.game,
-            "seed": cfg.seed,
-        },
-    }

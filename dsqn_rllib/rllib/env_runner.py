@@ -32,15 +32,12 @@ from ray.rllib.core import COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
 from ray.rllib.env.env_runner import EnvRunner
 from ray.rllib.utils.checkpoints import Checkpointable
 
-from dsqn_rllib.config import TrainConfig
 from dsqn_rllib.models import QNetwork
 from dsqn_rllib.replay import StreamTracker, newest_frames
 from dsqn_rllib.runtime import keep_freed_memory_mapped
 
 # Added to the runners' nice value (0 = same priority as the learner).
 RUNNER_NICENESS = 10
-# Key under which the driver passes the TrainConfig to every actor (AlgorithmConfig.env_config).
-TRAIN_CONFIG_KEY = "dsqn_train_config"
 
 
 @dataclass
@@ -95,23 +92,26 @@ class _ChunkWriter:
 
 
 def make_training_env(
-    cfg: TrainConfig, num_envs: int, seed: int, num_threads: int = 1
+    cfg: Any, num_envs: int, seed: int, num_threads: int = 1
 ) -> gym.vector.VectorEnv | Any:
     """The vectorised training env: Atari in C++ on ``num_threads`` threads (0: ALE's choice;
     life loss and clipping left to the runner), a Gymnasium id as a synchronous vector env.
-    Both autoreset on the step after an end."""
-    if cfg.is_atari:
+    Both autoreset on the step after an end. ``cfg`` is a ``DSQNConfig``."""
+    from dsqn_rllib.rllib.config import resolve_env
+
+    game, gym_id = resolve_env(cfg.env)
+    if game is not None:
         from dsqn_rllib.atari import AtariConfig, make_atari_vector_env
 
         atari = AtariConfig(
-            game=cfg.game,  # type: ignore[arg-type]
+            game=game,
             sticky_action_prob=0.25 if cfg.sticky_actions else 0.0,
             max_episode_frames=cfg.max_episode_frames,
             terminal_on_life_loss=False,  # applied by the runner, so the game goes on
             clip_rewards=False,  # clipped by the runner, so returns stay unclipped
         )
         return make_atari_vector_env(atari, num_envs, seed=seed, num_threads=num_threads)
-    env = gym.make_vec(cfg.env, num_envs=num_envs, vectorization_mode="sync")  # type: ignore[arg-type]
+    env = gym.make_vec(gym_id, num_envs=num_envs, vectorization_mode="sync")
     env.reset(seed=seed)
     return env
 
@@ -129,11 +129,11 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
             torch.set_num_threads(1)
             with contextlib.suppress(OSError):
                 os.nice(RUNNER_NICENESS)
-        self.train_config = TrainConfig.from_dict(self.config.env_config[TRAIN_CONFIG_KEY])
+        self.is_atari = bool(self.config.is_atari)
         self.num_envs = int(self.config.num_envs_per_env_runner)
         index = max(1, self.worker_index or 1)
         self.stream_ids = np.arange((index - 1) * self.num_envs, index * self.num_envs)
-        self._seed_value = int(self.train_config.seed * 10_007 + index * 1_000)
+        self._seed_value = int((self.config.seed or 0) * 10_007 + index * 1_000)
         self._rng = np.random.default_rng(self._seed_value)
         self._weights_seq_no = 0
         self._chunk: _ChunkWriter | None = None
@@ -151,7 +151,7 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
         # An actor has one CPU; in the learner's process the envs may use every core while
         # the learner waits for them.
         threads = 1 if self.worker_index else 0
-        self.env = make_training_env(self.train_config, self.num_envs, self._seed_value, threads)
+        self.env = make_training_env(self.config, self.num_envs, self._seed_value, threads)
         self._obs, info = self.env.reset(seed=self._seed_value)
         self._lives = np.asarray(info.get("lives", np.zeros(self.num_envs)), dtype=np.int64)
         self._tracker = StreamTracker(self.num_envs)
@@ -237,13 +237,12 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
     # process updates between send_actions and receive_step: ALE steps in its C++ threads).
 
     def begin_chunk(self, num_steps: int) -> None:
-        cfg = self.train_config
         obs_shape = self._obs.shape[1:]
         self._chunk = _ChunkWriter(
             self.num_envs,
             num_steps,
-            frame_shape=obs_shape[1:] if cfg.is_atari else obs_shape,
-            frame_dtype=np.uint8 if cfg.is_atari else np.float32,
+            frame_shape=obs_shape[1:] if self.is_atari else obs_shape,
+            frame_dtype=np.uint8 if self.is_atari else np.float32,
         )
 
     def send_actions(self, epsilon: float, stats: bool = True) -> None:
@@ -265,7 +264,7 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
 
     def receive_step(self) -> None:
         """The envs' results for the sent actions, written as the chunk's next row."""
-        cfg, chunk, action = self.train_config, self._chunk, self._action
+        chunk, action = self._chunk, self._action
         if hasattr(self.env, "recv"):
             next_obs, reward, term, trunc, info = self.env.recv()
         else:
@@ -276,16 +275,16 @@ class VectorEnvRunner(EnvRunner, Checkpointable):
         term = np.asarray(term, dtype=bool)
         trunc = np.asarray(trunc, dtype=bool)
         learn_terminated = term.copy()
-        if cfg.is_atari:
+        if self.is_atari:
             lives = np.asarray(info["lives"], dtype=np.int64)
             # DQN protocol: a lost life ends the *learning* episode; the game goes on.
             life_lost = (lives < self._lives) & self._valid
             learn_terminated |= life_lost
             self._lives = lives
         t = chunk.steps
-        chunk.frames[:, t] = newest_frames(self._obs) if cfg.is_atari else self._obs
+        chunk.frames[:, t] = newest_frames(self._obs) if self.is_atari else self._obs
         chunk.actions[:, t] = action
-        chunk.rewards[:, t] = np.sign(reward) if cfg.is_atari else reward
+        chunk.rewards[:, t] = np.sign(reward) if self.is_atari else reward
         chunk.terminated[:, t] = learn_terminated
         chunk.truncated[:, t] = trunc
         chunk.episode_start[:, t] = self._episode_start

@@ -169,7 +169,7 @@ def _lean_batch(training_data: TrainingData | None, kwargs: dict) -> MultiAgentB
 def _maybe_threshold_aware_init(module: Any) -> None:
     """``--spike-init threshold-aware``: calibrate the online network on random-play frames and
     copy it into the target, before PipelinedDQN publishes the first weights to the runners."""
-    spec = getattr(module, "model_config", {}).get("spike_init") or {}
+    spec = getattr(module, "model_config", {}).get("spike_init_spec") or {}
     if spec.get("kind") != SpikeInit.THRESHOLD_AWARE.value:
         return
     from dsqn_rllib.atari import AtariConfig, random_play_observations

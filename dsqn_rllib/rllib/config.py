@@ -1,0 +1,444 @@
+"""``DSQNConfig``: RLlib's ``DQNConfig`` with the paper's defaults, the one source of every
+hyperparameter of a DSQN (or DQN-twin) run.
+
+    config = (
+        DSQNConfig()
+        .environment("pong")                      # or "ale_py:ALE/Pong-v5", "CartPole-v1"
+        .training(lr=2.5e-4, train_batch_size=128, gamma=0.99)
+        .rl_module(model_config={"T": 8, "readout": "max-mem"})
+        .pipeline(train_every=4, buffer_size=1_000_000)
+        .env_runners(num_env_runners=2, num_envs_per_env_runner=4)
+    )
+    algo = config.build_algo()                    # a PipelinedDQN
+    tune.Tuner(config.algo_class, param_space=config)   # the same, one trial per grid point
+
+Where each option lives:
+
+* ``environment(env)``: an Atari game (paper short name ``"pong"``, ROM id, ``"ALE/Pong-v5"``
+  or ``"ale_py:ALE/Pong-v5"``) picks the conv DSQN on (4, 84, 84) frames; a Gymnasium id with
+  vector observations (``"CartPole-v1"``) picks the spiking MLP.
+* ``training(...)``: DQNConfig's own fields, read by the learner and the pipeline: ``lr``,
+  ``adam_epsilon``, ``gamma``, ``train_batch_size``, ``n_step``, ``double_q``,
+  ``td_error_loss_fn``, ``grad_clip``, ``target_network_update_freq``,
+  ``num_steps_sampled_before_learning_starts``, ``epsilon`` (a schedule), and
+  ``replay_buffer_config["capacity"]``.
+* ``rl_module(model_config={...})``: the network (``NETWORK_DEFAULTS``: ``model``, ``T``,
+  ``readout``, ``tau``, ``v_threshold``, ``v_reset``, ``surrogate``, ...).
+* ``pipeline(...)``: what DQNConfig has no field for (the replay ratio, Atari protocol options,
+  the silent-layer guard).
+* ``evaluation(evaluation_interval=k)``: the paper's protocol (``evaluation_duration`` episodes
+  at ε = ``evaluation_config["explore_epsilon"]``, default 0.05) every k iterations.
+
+``validate()`` runs before any actor starts and raises ``ConfigError``: one line naming the
+option, its value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+from ray.rllib.algorithms.dqn import DQNConfig
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from dsqn_rllib.config import ConfigError, _check_int, _check_number
+from dsqn_rllib.models import ModelKind, SpikingConfig, spiking_config
+from dsqn_rllib.spike_init import DEFAULT_TARGET_RATE, SpikeInit
+
+# The network's options in ``rl_module(model_config=...)``, with their defaults (the authors'
+# code, see SpikingConfig). ``hidden_sizes`` applies to the MLPs of vector observations only.
+NETWORK_DEFAULTS: dict[str, Any] = {
+    "model": ModelKind.DSQN.value,
+    **{
+        f.name: (v.value if hasattr(v, "value") else v)
+        for f in dataclasses.fields(SpikingConfig)
+        for v in [getattr(SpikingConfig(), f.name)]
+    },
+    "hidden_sizes": (256, 256),
+    "spike_init": SpikeInit.DEFAULT.value,
+    "spike_init_rate": DEFAULT_TARGET_RATE,
+}
+_SPIKING_KEYS = tuple(f.name for f in dataclasses.fields(SpikingConfig))
+# DQNConfig puts these into every RLModule's model_config (``_model_config_auto_includes``).
+_DQN_AUTO_KEYS = ("double_q", "dueling", "epsilon", "num_atoms", "std_init", "v_max", "v_min")
+# RLlib's own model_config defaults (DefaultModelConfig) that come along; not ours to check.
+PAPER_EVAL_EPSILON = 0.05
+
+
+class DSQNConfig(DQNConfig):
+    """``DQNConfig`` for ``PipelinedDQN``, with the DSQN authors' defaults (Chen et al. 2022,
+    their SpikingJelly ``train.py``; Mnih et al. 2015 where they follow it)."""
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        from dsqn_rllib.rllib.algorithm import PipelinedDQN
+        from dsqn_rllib.rllib.env_runner import VectorEnvRunner
+        from dsqn_rllib.rllib.learner import FusedAdamDQNLearner
+        from dsqn_rllib.rllib.rl_module import QNetworkRLModule
+
+        super().__init__(algo_class=algo_class or PipelinedDQN)
+        self.env = "pong"
+        # DQN, as the authors' train.py (DQNConfig's own defaults differ in every line).
+        self.lr = 2.5e-4
+        self.adam_epsilon = 1e-8  # PyTorch's: a larger ε keeps a fresh DSQN silent (README)
+        self.gamma = 0.99
+        self.train_batch_size = 128  # 32 x PLAY_STEPS 4
+        self.target_network_update_freq = 10_000  # env steps
+        self.num_steps_sampled_before_learning_starts = 50_000
+        self.epsilon = [(0, 1.0), (1_000_000, 0.1)]
+        self.td_error_loss_fn = "mse"
+        self.grad_clip = None  # the paper does not clip (DQNConfig: 40)
+        self.double_q = False
+        self.dueling = False
+        self.num_atoms = 1
+        self.n_step = 1
+        self.hiddens = []
+        self.replay_buffer_config = {"type": "FrameReplayBuffer", "capacity": 1_000_000}
+        # Pipeline options (``pipeline()``)
+        self.train_every = 4
+        """Env steps per gradient step: the replay ratio (one batch of 128 per 4 steps)."""
+        self.sticky_actions = False
+        """Atari: repeat the previous action with probability 0.25 (Machado et al. 2018)."""
+        self.max_episode_frames = 108_000
+        """Atari: episode cap in emulator frames (30 minutes of play)."""
+        self.silent_layer_patience = 5_000
+        """Updates a LIF layer may stay at rate 0 (or 1) before the run warns (0: never)."""
+        self.learner_device = "auto"
+        """auto (cuda when present), cpu or cuda."""
+        # Observability (``observability()``, dsqn_rllib.rllib.callbacks.RunObserver)
+        self.registry = False
+        """Record the run in the run registry (Redis at registry_url or $DSQN_REDIS_URL, else
+        the local SQLite store under run_root)."""
+        self.registry_url: str | None = None
+        self.registry_prefix = "dsqn"
+        self.run_root = "runs"
+        self.run_id: str | None = None
+        """The run's id in the registry and metrics (default: Tune's trial id)."""
+        self.sweep: str | None = None
+        """Name of the sweep a trial belongs to (recorded with it)."""
+        self.metrics_port: int | None = None
+        """Serve the run's Prometheus metrics on this port (0: any free one; None: off)."""
+        self.metrics_host = "127.0.0.1"
+        from dsqn_rllib.rllib.callbacks import RunObserver
+
+        self.callbacks_class = RunObserver
+        # Network (``rl_module(model_config=...)``)
+        self._model_config = dict(NETWORK_DEFAULTS)
+        self._rl_module_spec = RLModuleSpec(module_class=QNetworkRLModule)
+        # Sampling: our lockstep vector runners, two requests in flight each.
+        self.env_runner_cls = VectorEnvRunner
+        self.num_env_runners = 2
+        self.num_envs_per_env_runner = 4
+        self.num_cpus_per_env_runner = 1
+        self.max_requests_in_flight_per_env_runner = 2
+        # Our runners have no connector state: RLlib would otherwise fetch every runner's
+        # whole state (weights included) once per iteration, blocking the learner.
+        self.merge_env_runner_states = False
+        self.broadcast_env_runner_states = False
+        self.restart_failed_env_runners = True
+        self.max_num_env_runner_restarts = 1000
+        self.env_runner_restore_timeout_s = 120
+        self._learner_class = FusedAdamDQNLearner
+        self.num_learners = 0
+        # An iteration is wall time, not a sample count: the pipeline streams.
+        self.min_time_s_per_iteration = 2.0
+        self.min_sample_timesteps_per_iteration = 0
+        self.min_train_timesteps_per_iteration = 0
+        # Evaluation: the paper's protocol when evaluation_interval is set.
+        from dsqn_rllib.rllib.algorithm import paper_protocol_evaluation
+
+        self.custom_evaluation_function = paper_protocol_evaluation
+        self.evaluation_duration = 30
+        self.evaluation_duration_unit = "episodes"
+        self.evaluation_config = {"explore_epsilon": PAPER_EVAL_EPSILON}
+        self.log_level = "ERROR"
+
+    # --- builder methods ------------------------------------------------------------------
+
+    def pipeline(
+        self,
+        *,
+        train_every: int | None = None,
+        buffer_size: int | None = None,
+        sticky_actions: bool | None = None,
+        max_episode_frames: int | None = None,
+        silent_layer_patience: int | None = None,
+        learner_device: str | None = None,
+    ) -> DSQNConfig:
+        """Options of the actor -> replay -> learner pipeline that DQNConfig has no field for
+        (``buffer_size`` sets ``replay_buffer_config["capacity"]``)."""
+        if train_every is not None:
+            self.train_every = train_every
+        if buffer_size is not None:
+            self.replay_buffer_config = {**self.replay_buffer_config, "capacity": buffer_size}
+        if sticky_actions is not None:
+            self.sticky_actions = sticky_actions
+        if max_episode_frames is not None:
+            self.max_episode_frames = max_episode_frames
+        if silent_layer_patience is not None:
+            self.silent_layer_patience = silent_layer_patience
+        if learner_device is not None:
+            self.learner_device = learner_device
+            self.num_gpus_per_learner = 1 if self.learner_uses_gpu else 0
+        return self
+
+    def observability(
+        self,
+        *,
+        registry: bool | None = None,
+        registry_url: str | None = None,
+        registry_prefix: str | None = None,
+        run_root: str | None = None,
+        run_id: str | None = None,
+        sweep: str | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str | None = None,
+    ) -> DSQNConfig:
+        """The run registry and the Prometheus endpoint, kept by ``RunObserver`` (the
+        password of a Redis registry comes from $DSQN_REDIS_PASSWORD, never from here)."""
+        for name, value in locals().items():
+            if name != "self" and value is not None:
+                setattr(self, name, value)
+        return self
+
+    # --- derived views --------------------------------------------------------------------
+
+    @property
+    def game(self) -> str | None:
+        """The ALE ROM id when ``env`` names an Atari game, else None."""
+        return resolve_env(self.env)[0]
+
+    @property
+    def is_atari(self) -> bool:
+        return self.game is not None
+
+    # (Not ``buffer_size`` / ``learning_starts``: AlgorithmConfig reserves those deprecated names.)
+    @property
+    def replay_capacity(self) -> int:
+        return int(self.replay_buffer_config.get("capacity", 1_000_000))
+
+    @property
+    def warmup_steps(self) -> int:
+        """Env steps in the replay before the first update."""
+        return int(self.num_steps_sampled_before_learning_starts)
+
+    @property
+    def learner_uses_gpu(self) -> bool:
+        import torch
+
+        if self.learner_device == "cuda":
+            return True
+        return self.learner_device == "auto" and torch.cuda.is_available()
+
+    @property
+    def network(self) -> dict[str, Any]:
+        """The network's options: NETWORK_DEFAULTS overridden by ``rl_module(model_config)``."""
+        user = {k: v for k, v in self._model_config.items() if k not in _DQN_AUTO_KEYS}
+        return {**NETWORK_DEFAULTS, **user}
+
+    @property
+    def model_kind(self) -> ModelKind:
+        return ModelKind(self.network["model"])
+
+    @property
+    def spiking(self) -> SpikingConfig:
+        net = self.network
+        return spiking_config(**{k: net[k] for k in _SPIKING_KEYS})
+
+    def net_options(self) -> dict[str, Any]:
+        """Keyword options of ``build_q_network`` for this config's model and env."""
+        net = self.network
+        options: dict[str, Any] = {"bias": net["bias"]}
+        if not self.is_atari:
+            options["hidden_sizes"] = tuple(int(h) for h in net["hidden_sizes"])
+        if self.model_kind is ModelKind.DSQN:
+            spiking = self.spiking
+            options.update({k: getattr(spiking, k) for k in _SPIKING_KEYS})
+        return options
+
+    def epsilon_at(self, step: int) -> float:
+        """The exploration rate after ``step`` env steps (piecewise linear, then constant)."""
+        schedule = self.epsilon
+        if isinstance(schedule, (int, float)):
+            return float(schedule)
+        points = [(int(t), float(v)) for t, v in schedule]
+        if step <= points[0][0]:
+            return points[0][1]
+        for (t0, v0), (t1, v1) in itertools.pairwise(points):
+            if step < t1:
+                return v0 + (step - t0) / max(1, t1 - t0) * (v1 - v0)
+        return points[-1][1]
+
+    @property
+    def eval_epsilon(self) -> float:
+        return float((self.evaluation_config or {}).get("explore_epsilon", PAPER_EVAL_EPSILON))
+
+    # --- RLlib hooks ------------------------------------------------------------------------
+
+    @property
+    def _model_config_auto_includes(self) -> dict[str, Any]:
+        # The RLModule reads the resolved network options and the env-dependent ones.
+        return super()._model_config_auto_includes | {
+            "net_options": self.net_options(),
+            "model": self.network["model"],
+            # (Not "spike_init": that is the user's option, which model_config would override.)
+            "spike_init_spec": {
+                "kind": self.network["spike_init"],
+                "target_rate": self.network["spike_init_rate"],
+                "game": self.game,
+                "seed": self.seed or 0,
+            },
+        }
+
+    def validate(self) -> None:
+        """RLlib's checks, then ours: each a one-line ``ConfigError``."""
+        self.validate_dsqn()
+        super().validate()
+
+    def validate_dsqn(self) -> None:
+        """Our options only (no RLlib check): safe to call before ``ray.init``."""
+        game, _ = resolve_env(self.env)  # raises on an unknown env
+        net = self.network
+        unknown = sorted(set(net) - set(NETWORK_DEFAULTS) - _RLLIB_MODEL_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"unknown model_config option(s) {unknown}; allowed: "
+                f"{', '.join(sorted(NETWORK_DEFAULTS))}"
+            )
+        try:
+            kind = ModelKind(net["model"])
+        except ValueError:
+            raise ConfigError(f"model must be dsqn or dqn, got {net['model']!r}") from None
+        try:
+            self.spiking  # noqa: B018 (validates T, readout, surrogate, tau, thresholds)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        try:
+            spike_init = SpikeInit(net["spike_init"])
+        except ValueError:
+            allowed = ", ".join(s.value for s in SpikeInit)
+            raise ConfigError(
+                f"spike_init must be one of {allowed}, got {net['spike_init']!r}"
+            ) from None
+        if spike_init is SpikeInit.THRESHOLD_AWARE and (kind is not ModelKind.DSQN or not game):
+            raise ConfigError("spike_init threshold-aware applies to a DSQN on an Atari game")
+        hidden = net["hidden_sizes"]
+        if not hidden or not all(isinstance(h, int) and h >= 1 for h in hidden):
+            raise ConfigError(f"hidden_sizes must be positive integers, got {hidden!r}")
+        if self.dueling:
+            raise ConfigError(
+                "dueling heads are not supported by the DSQN: set .training(dueling=False)"
+            )
+        if self.num_atoms != 1:
+            raise ConfigError(
+                f"distributional DQN (num_atoms={self.num_atoms}) is not supported by the "
+                "DSQN: set .training(num_atoms=1)"
+            )
+        if self.td_error_loss_fn not in ("mse", "huber"):
+            raise ConfigError(
+                f"td_error_loss_fn must be mse or huber, got {self.td_error_loss_fn!r}"
+            )
+        if self.learner_device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(
+                f"learner_device must be auto, cpu or cuda, got {self.learner_device!r}"
+            )
+        if self.metrics_port is not None:
+            _check_int("metrics_port", self.metrics_port, 0)
+            if self.metrics_port > 65535:
+                raise ConfigError(f"metrics_port must be <= 65535, got {self.metrics_port}")
+        if self.registry:
+            from dsqn_rllib.registry import RegistryConfig
+
+            RegistryConfig(url=self.registry_url, prefix=self.registry_prefix).validate()
+        _check_number("lr", self.lr, low=0.0, low_open=True)
+        _check_number("adam_epsilon", self.adam_epsilon, low=0.0, low_open=True)
+        if self.grad_clip is not None:
+            _check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
+        _check_number("gamma", self.gamma, low=0.0, high=1.0)
+        _check_number("eval epsilon", self.eval_epsilon, low=0.0, high=1.0)
+        for name in ("train_batch_size", "train_every", "target_network_update_freq", "n_step"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("num_env_runners", "silent_layer_patience", "seed"):
+            _check_int(name, getattr(self, name) or 0, 0)
+        _check_int("num_envs_per_env_runner", self.num_envs_per_env_runner, 1)
+        _check_int("max_episode_frames", self.max_episode_frames, 1)
+        _check_int(
+            "num_steps_sampled_before_learning_starts",
+            self.num_steps_sampled_before_learning_starts,
+            0,
+        )
+        _check_int("replay_buffer_config['capacity']", self.replay_capacity, self.train_batch_size)
+        if not isinstance(self.epsilon, (int, float)):
+            points = list(self.epsilon)
+            if not points or any(len(p) != 2 for p in points):
+                raise ConfigError(f"epsilon must be a number or [(step, value), ...], got {points}")
+            for _, value in points:
+                _check_number("epsilon", value, low=0.0, high=1.0)
+        else:
+            _check_number("epsilon", self.epsilon, low=0.0, high=1.0)
+
+
+# Keys RLlib's own DefaultModelConfig may put into a model_config; they are not the network's.
+_RLLIB_MODEL_KEYS = set(_DQN_AUTO_KEYS) | {
+    "net_options",
+    "spike_init_spec",
+    "fcnet_hiddens",
+    "fcnet_activation",
+    "fcnet_kernel_initializer",
+    "fcnet_kernel_initializer_kwargs",
+    "fcnet_bias_initializer",
+    "fcnet_bias_initializer_kwargs",
+    "conv_filters",
+    "conv_activation",
+    "conv_kernel_initializer",
+    "conv_kernel_initializer_kwargs",
+    "conv_bias_initializer",
+    "conv_bias_initializer_kwargs",
+    "head_fcnet_hiddens",
+    "head_fcnet_activation",
+    "head_fcnet_kernel_initializer",
+    "head_fcnet_kernel_initializer_kwargs",
+    "head_fcnet_bias_initializer",
+    "head_fcnet_bias_initializer_kwargs",
+    "free_log_std",
+    "log_std_clip_param",
+    "vf_share_layers",
+    "use_lstm",
+    "max_seq_len",
+    "lstm_cell_size",
+    "lstm_use_prev_action",
+    "lstm_use_prev_reward",
+    "lstm_kernel_initializer",
+    "lstm_kernel_initializer_kwargs",
+    "lstm_bias_initializer",
+    "lstm_bias_initializer_kwargs",
+}
+
+
+def resolve_env(env: Any) -> tuple[str | None, str | None]:
+    """``(game, None)`` for an Atari game (any name ``resolve_game`` takes, with or without
+    ``ale_py:``), ``(None, gym_id)`` for a registered Gymnasium env with vector observations.
+    Raises ``ConfigError`` (one line) for anything else."""
+    import gymnasium as gym
+
+    from dsqn_rllib.atari import resolve_game
+
+    if not isinstance(env, str) or not env:
+        raise ConfigError(
+            f"env must be an Atari game (pong, ale_py:ALE/Pong-v5) or a Gymnasium id, got {env!r}"
+        )
+    name = env.removeprefix("ale_py:")
+    is_ale_id = name.startswith("ALE/") or name.endswith("NoFrameskip-v4")
+    if not is_ale_id and name in gym.registry:
+        return None, name
+    try:
+        return resolve_game(name), None
+    except ValueError as err:
+        if is_ale_id:
+            raise ConfigError(str(err)) from None
+        game_error = str(err).split("; any ALE ROM id")[0]
+    import difflib
+
+    close = difflib.get_close_matches(name, list(gym.registry), n=3)
+    hint = f" (closest Gymnasium ids: {', '.join(close)})" if close else ""
+    raise ConfigError(f"unknown env {env!r}: not a Gymnasium id{hint}; as a game: {game_error}")

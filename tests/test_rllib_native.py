@@ -1,0 +1,179 @@
+"""``DSQNConfig`` and ``PipelinedDQN`` as RLlib users drive them: defaults, validation before
+Ray starts, standard result keys, checkpoints that keep counting, a Tune grid."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+
+from dsqn_rllib.config import ConfigError, TrainConfig
+from dsqn_rllib.rllib.builder import build_algorithm_config
+from dsqn_rllib.rllib.config import DSQNConfig, resolve_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_the_authors_and_the_env_picks_the_network() -> None:
+    config = DSQNConfig()
+    assert (config.lr, config.adam_epsilon, config.gamma) == (2.5e-4, 1e-8, 0.99)
+    assert (config.train_batch_size, config.train_every) == (128, 4)
+    assert config.target_network_update_freq == 10_000 and config.warmup_steps == 50_000
+    assert config.replay_capacity == 1_000_000 and config.grad_clip is None
+    assert config.td_error_loss_fn == "mse" and not config.double_q and config.n_step == 1
+    assert config.epsilon_at(0) == 1.0 and config.epsilon_at(500_000) == pytest.approx(0.55)
+    assert config.epsilon_at(2_000_000) == pytest.approx(0.1) and config.eval_epsilon == 0.05
+    assert config.spiking.T == 8 and config.spiking.readout.value == "max-mem"
+    # Atari names of every kind pick the conv DSQN; a vector env the spiking MLP.
+    for name in ("pong", "Pong", "ALE/Pong-v5", "ale_py:ALE/Pong-v5", "PongNoFrameskip-v4"):
+        assert resolve_env(name) == ("pong", None), name
+    assert DSQNConfig().environment("ale_py:ALE/Pong-v5").game == "pong"
+    cartpole = DSQNConfig().environment("CartPole-v1")
+    assert cartpole.game is None and cartpole.net_options()["hidden_sizes"] == (256, 256)
+    assert "hidden_sizes" not in DSQNConfig().net_options()  # the conv stack has none
+    # model_config overrides one option and keeps the other defaults.
+    tuned = DSQNConfig().rl_module(model_config={"T": 4, "readout": "mean-mem"})
+    assert tuned.spiking.T == 4 and tuned.spiking.tau == 2.0
+    assert tuned.model_config["net_options"]["readout"].value == "mean-mem"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.training(dueling=True), "dueling heads are not supported"),
+        (lambda c: c.training(num_atoms=51), "distributional DQN (num_atoms=51)"),
+        (lambda c: c.environment("pongg"), "unknown game 'pongg'"),
+        (lambda c: c.environment("ALE/NotAGame-v5"), "unknown game"),
+        (lambda c: c.environment("NoSuchEnv-v0"), "unknown env 'NoSuchEnv-v0'"),
+        (lambda c: c.rl_module(model_config={"TT": 4}), "unknown model_config option(s) ['TT']"),
+        (lambda c: c.rl_module(model_config={"T": 0}), "T (simulation steps)"),
+        (lambda c: c.rl_module(model_config={"model": "snn"}), "model must be dsqn or dqn"),
+        (lambda c: c.training(lr=-1.0), "lr must be a number > 0.0"),
+        (lambda c: c.training(epsilon=[(0, 1.5)]), "epsilon must be a number"),
+        (lambda c: c.pipeline(train_every=0), "train_every must be an integer >= 1"),
+        (lambda c: c.pipeline(buffer_size=16), "replay_buffer_config['capacity']"),
+    ],
+)
+def test_a_bad_option_is_one_line_before_ray_starts(change: object, message: str) -> None:
+    config = change(DSQNConfig())  # type: ignore[operator]
+    with pytest.raises(ConfigError) as err:
+        config.validate()
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not ray.is_initialized()
+
+
+def test_the_cli_config_is_a_view_of_dsqn_config() -> None:
+    """``dsqn train``'s flags land in DSQNConfig's RLlib fields, read by learner and runners."""
+    cfg = TrainConfig(
+        game="breakout", lr=1e-4, gamma=0.97, train_batch_size=64, train_every=2, n_step=3,
+        buffer_size=5_000, learning_starts=700, target_update_period=300, epsilon_start=0.9,
+        epsilon_end=0.02, epsilon_decay_steps=1_000, double_q=True, loss="huber",
+    ).with_spiking(T=4, readout="last-mem").validate()  # fmt: skip
+    config = build_algorithm_config(cfg)
+    assert isinstance(config, DSQNConfig) and config.game == "breakout"
+    assert (config.lr, config.gamma, config.train_batch_size) == (1e-4, 0.97, 64)
+    assert (config.train_every, config.n_step, config.replay_capacity) == (2, 3, 5_000)
+    assert (config.warmup_steps, config.target_network_update_freq) == (700, 300)
+    assert config.epsilon_at(0) == 0.9 and config.epsilon_at(1_000) == pytest.approx(0.02)
+    assert config.double_q and config.td_error_loss_fn == "huber"
+    assert config.spiking.T == 4 and config.spiking.readout.value == "last-mem"
+
+
+@pytest.fixture
+def local_ray() -> object:
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _cartpole() -> DSQNConfig:
+    return (
+        DSQNConfig()
+        .environment("CartPole-v1")
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2, create_local_env_runner=True)
+        .training(
+            lr=1e-3,
+            train_batch_size=32,
+            num_steps_sampled_before_learning_starts=200,
+            epsilon=[(0, 1.0), (2_000, 0.1)],
+        )
+        .pipeline(buffer_size=5_000)
+        .rl_module(model_config={"T": 2, "hidden_sizes": (32,)})
+        .reporting(min_time_s_per_iteration=0.5)
+        .evaluation(evaluation_interval=2, evaluation_duration=4)
+        .debugging(seed=3)
+    )
+
+
+def test_standard_keys_evaluation_and_a_checkpoint_that_keeps_counting(
+    local_ray: object, tmp_path: Path
+) -> None:
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    algo = _cartpole().build_algo()
+    try:
+        learner_lr = [
+            r.get()
+            for r in algo.learner_group.foreach_learner(
+                lambda learner: learner.get_optimizer().param_groups[0]["lr"]
+            )
+        ]
+        assert learner_lr == [1e-3]  # .training(lr=...) reached the learner's Adam
+        results = [algo.train() for _ in range(2)]
+        last = results[-1]
+        assert last["num_env_steps_sampled_lifetime"] == last["dsqn"]["env_steps"] > 200
+        runners = last["env_runners"]
+        assert runners["num_env_steps_sampled_lifetime"] == last["num_env_steps_sampled_lifetime"]
+        assert 5 < runners["episode_return_mean"] < 200  # CartPole episodes were played
+        assert last["dsqn"]["updates"] > 0 and last["dsqn"]["network"] == "SpikingMLP"
+        assert set(last["dsqn"]["firing_rates"]) == {"fc1"}  # per LIF layer, measured on acting
+        assert last["learners"]["default_policy"]["qf_loss"] > 0
+        evaluation = last["evaluation"]["env_runners"]  # the paper's protocol, 4 episodes
+        assert evaluation["num_episodes"] == 4 and len(evaluation["episode_returns"]) == 4
+        assert evaluation["episode_return_mean"] == pytest.approx(
+            sum(evaluation["episode_returns"]) / 4
+        )
+        saved = algo.get_pipeline_state()
+        weights = algo.online_network().state_dict()
+        algo.save_to_path(str(tmp_path / "ckpt"))
+    finally:
+        algo.stop()
+
+    restored = Algorithm.from_checkpoint(str(tmp_path / "ckpt"))
+    try:
+        assert type(restored).__name__ == "PipelinedDQN"
+        state = restored.get_pipeline_state()
+        for key in ("env_steps", "updates", "episodes", "target_syncs", "epsilon"):
+            assert state[key] == saved[key], key
+        for name, tensor in restored.online_network().state_dict().items():
+            torch.testing.assert_close(tensor, weights[name])
+        again = restored.train()
+        assert again["num_env_steps_sampled_lifetime"] > saved["env_steps"]
+        assert again["dsqn"]["epsilon"] < 1.0  # ε continues from the step count, not 1.0
+    finally:
+        restored.stop()
+
+
+@pytest.mark.slow
+def test_tune_grid_over_readout_and_T_reports_standard_keys(tmp_path: Path) -> None:
+    """examples/tune_grid.py: 2 readouts x 2 T on CartPole; every grid point reaches the
+    network the learner built, and every trial reaches the stopper's env-step budget."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "tune_grid.py"), "--steps", "600",
+         "--storage", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line.split(" | ") for line in proc.stdout.splitlines() if line.startswith("trial | ")]
+    trials = rows[1:]  # after the header
+    assert {(r[1], r[2]) for r in trials} == {
+        ("max-mem", "2"), ("max-mem", "4"), ("mean-mem", "2"), ("mean-mem", "4"),
+    }  # fmt: skip
+    assert all(int(r[4]) >= 600 for r in trials)
+    checkpoints = re.findall(r"^checkpoint \| (\S+)$", proc.stdout, re.M)
+    assert len(checkpoints) == 4 and all(Path(c).is_dir() for c in checkpoints)
