@@ -18,12 +18,15 @@ import tempfile
 import ray
 from ray import tune
 
-from dsqn_rllib.rllib.config import DSQNConfig
+from dsqn_rllib.rllib import DSQNConfig
 
 
-def build_config(env: str, readouts: list[str], Ts: list[int], seeds: list[int]) -> DSQNConfig:
+def build_config(
+    env: str, readouts: list[str], Ts: list[int], seeds: list[int], run_root: str
+) -> DSQNConfig:
     """The paper's DSQN on ``env`` with a small replay and warm-up, sampled in-process (one
-    CPU per trial), the grid in the network options and the seed."""
+    CPU per trial), the grid in the network options and the seed; each trial recorded in the
+    run registry under ``run_root`` (``dsqn runs --run-dir RUN_ROOT`` lists them)."""
     return (
         DSQNConfig()
         .environment(env)
@@ -47,6 +50,7 @@ def build_config(env: str, readouts: list[str], Ts: list[int], seeds: list[int])
         .reporting(min_time_s_per_iteration=1.0)
         .debugging(seed=tune.grid_search(seeds))
         .learners(num_cpus_per_learner=1)
+        .observability(registry=True, run_root=run_root, sweep="tune-grid")
     )
 
 
@@ -59,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--storage", default=None, help="Tune's storage path (default: a tmp dir)")
     args = parser.parse_args(argv)
+    storage = args.storage or tempfile.mkdtemp(prefix="dsqn-tune-")
     config = build_config(
         args.env,
         args.readouts.split(","),
         [int(t) for t in args.T.split(",")],
         [int(s) for s in args.seeds.split(",")],
+        run_root=storage,
     )
     started_ray = not ray.is_initialized()
     if started_ray:
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             config.algo_class,
             param_space=config,
             run_config=tune.RunConfig(
-                storage_path=args.storage or tempfile.mkdtemp(prefix="dsqn-tune-"),
+                storage_path=storage,
                 stop={"num_env_steps_sampled_lifetime": args.steps},
                 checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),
                 verbose=0,

@@ -177,3 +177,65 @@ def test_tune_grid_over_readout_and_T_reports_standard_keys(tmp_path: Path) -> N
     assert all(int(r[4]) >= 600 for r in trials)
     checkpoints = re.findall(r"^checkpoint \| (\S+)$", proc.stdout, re.M)
     assert len(checkpoints) == 4 and all(Path(c).is_dir() for c in checkpoints)
+    # Every trial is in the run registry (RunObserver), with its sweep and grid point.
+    from dsqn_rllib.registry import RegistryConfig, open_registry
+
+    runs = open_registry(RegistryConfig.resolve(None, "dsqn", run_root=tmp_path)).list_runs()
+    assert len(runs) == 4 and {r.status for r in runs} == {"finished"}
+    assert {(r.config["network"]["readout"], r.config["network"]["T"]) for r in runs} == {
+        ("max-mem", 2), ("max-mem", 4), ("mean-mem", 2), ("mean-mem", 4),
+    }  # fmt: skip
+    assert all(r.config["sweep"] == "tune-grid" and r.env_steps >= 600 for r in runs)
+
+
+def test_the_run_observer_keeps_registry_metrics_and_guard_without_our_driver(
+    local_ray: object, tmp_path: Path
+) -> None:
+    """What the CLI's driver does, as an RLlibCallback: so it also runs under tune.Tuner. A net
+    that cannot fire (V_th far above any current) is flagged after 1 update of patience."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from dsqn_rllib.registry import RegistryConfig, RunStatus, open_registry
+
+    config = (
+        _cartpole()
+        .rl_module(model_config={"T": 2, "hidden_sizes": (32,), "v_threshold": 1e6})
+        .pipeline(silent_layer_patience=1)
+        .observability(
+            registry=True, run_root=str(tmp_path), run_id="observed", sweep="s1", metrics_port=0
+        )
+    )
+    algo = config.build_algo()
+    observer = algo.callbacks[0] if isinstance(algo.callbacks, list) else algo.callbacks
+    try:
+        results = [algo.train() for _ in range(3)]
+        report = results[-1]["dsqn"]
+        assert report["silent_layers"] == ["fc1"] and "fc1 fired no spike" in report["warning"]
+        assert 0 < report["energy_pj_per_inference"] < report["dqn_twin_energy_pj_per_inference"]
+        url = f"http://127.0.0.1:{observer.exporter.port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        samples = {
+            (s.name, s.labels.get("layer")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.labels.get("run_id") == "observed"
+        }
+        assert ("dsqn_env_steps_total", None) in samples, text[:3000]
+        assert samples[("dsqn_env_steps_total", None)] == report["env_steps"]
+        assert samples[("dsqn_silent_layers", None)] == 1
+        assert samples[("dsqn_eval_return_mean", None)] > 0  # the iteration-2 evaluation
+        registry = open_registry(RegistryConfig.resolve(None, "dsqn", run_root=tmp_path))
+        record = registry.get_run("observed")
+        assert record is not None and record.status == RunStatus.RUNNING.value
+        assert record.env_steps == report["env_steps"] and "fc1" in (record.warning or "")
+        assert record.config["sweep"] == "s1" and record.config["network"]["v_threshold"] == 1e6
+        (evaluation,) = registry.evaluations("observed")
+        assert evaluation["episodes"] == 4 and evaluation["mean"] == pytest.approx(
+            results[1]["evaluation"]["env_runners"]["episode_return_mean"]
+        )
+    finally:
+        algo.stop()
+    assert registry.get_run("observed").status == RunStatus.FINISHED.value

@@ -1,5 +1,17 @@
 """The RLlib package: the only place that imports ``ray.rllib``.
 
+The supported path is the new API stack: ``DSQNConfig`` (a ``DQNConfig`` with the authors'
+defaults, the single source of a run's hyperparameters) builds a ``PipelinedDQN``::
+
+    from dsqn_rllib.rllib import DSQNConfig
+
+    algo = DSQNConfig().environment("pong").rl_module(model_config={"T": 8}).build_algo()
+    algo.train()                               # RLlib's standard result keys + result["dsqn"]
+    tune.Tuner(DSQNConfig().algo_class, param_space=DSQNConfig())   # the same under Tune
+
+(``examples/tune_grid.py`` runs a grid; ``dsqn_rllib.rllib.config`` says where each option
+lives.) The old stack's TorchModelV2 stays for stock ``DQNConfig`` users:
+
 Importing it registers the old-API-stack models with RLlib's ``ModelCatalog``, so a stock
 ``DQNConfig`` can name them::
 
@@ -28,8 +40,20 @@ model_config={...})`` (``dsqn_rllib.rllib.rl_module``).
 
 from __future__ import annotations
 
+from dsqn_rllib.rllib.algorithm import PipelinedDQN
+from dsqn_rllib.rllib.callbacks import RunObserver
+from dsqn_rllib.rllib.config import DSQNConfig
 from dsqn_rllib.rllib.old_stack import CUSTOM_MODEL_NAMES, OldStackDQN, register_models
+from dsqn_rllib.rllib.rl_module import QNetworkRLModule
 
-__all__ = ["CUSTOM_MODEL_NAMES", "OldStackDQN", "register_models"]
+__all__ = [
+    "CUSTOM_MODEL_NAMES",
+    "DSQNConfig",
+    "OldStackDQN",
+    "PipelinedDQN",
+    "QNetworkRLModule",
+    "RunObserver",
+    "register_models",
+]
 
 register_models()

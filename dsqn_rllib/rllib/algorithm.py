@@ -467,6 +467,18 @@ class PipelinedDQN(DQN):
             "spikes_per_inference": s.spikes_per_inference,
         }
 
+    def cleanup(self) -> None:
+        """RLlib's cleanup, then ``on_algorithm_stop`` of the callbacks that have one (the run
+        registry's ``finished``; RLlibCallback has no such hook). Tune's trial stop and
+        ``algo.stop()`` both end here."""
+        try:
+            super().cleanup()
+        finally:
+            callbacks = self.callbacks if isinstance(self.callbacks, list) else [self.callbacks]
+            for callback in callbacks:
+                if hasattr(callback, "on_algorithm_stop"):
+                    callback.on_algorithm_stop(algorithm=self)
+
     # --- evaluation -------------------------------------------------------------------------
 
     def evaluate(self, parallel_train_future: Any = None) -> dict:
