@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from dsqn_rllib import DQN, DSQN
-from dsqn_rllib.runtime import keep_freed_memory_mapped
+from dsqn_rllib.ops.runtime import keep_freed_memory_mapped
 
 OBS_SHAPE = (4, 84, 84)
 NUM_ACTIONS = 6

@@ -34,10 +34,10 @@ from pathlib import Path
 import yaml
 
 from dsqn_rllib.config import TrainConfig
-from dsqn_rllib.energy import energy_report
-from dsqn_rllib.metrics import PrometheusExporter
-from dsqn_rllib.models import build_q_network
-from dsqn_rllib.runtime import keep_freed_memory_mapped
+from dsqn_rllib.ops.metrics import PrometheusExporter
+from dsqn_rllib.ops.runtime import keep_freed_memory_mapped
+from dsqn_rllib.snn.energy import energy_report
+from dsqn_rllib.snn.networks import build_q_network
 
 SCRAPE_CONFIG = Path(__file__).resolve().parents[1] / "dashboards" / "prometheus.yml"
 # A scraper for machines without Prometheus: GET the endpoint every interval, in its own process.
@@ -128,7 +128,7 @@ def steady_throughput(metrics_jsonl: Path, from_step: int) -> Throughput:
 
 
 def train_once(cfg: TrainConfig, metrics: bool, args: argparse.Namespace, root: Path) -> Throughput:
-    from dsqn_rllib.train import Trainer
+    from dsqn_rllib.run import Trainer
 
     run_id = cfg.run_id or ""
     scraper = None
@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--scrape-interval", type=float, default=1.0, help="seconds")
     args = parser.parse_args()
     keep_freed_memory_mapped()
-    from dsqn_rllib.train import ensure_ray
+    from dsqn_rllib.run import ensure_ray
 
     ensure_ray(args.runners)  # one Ray for every run: each run builds its own actors
     scraper = "prometheus" if shutil.which("prometheus") else "an HTTP loop"

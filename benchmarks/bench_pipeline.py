@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from dsqn_rllib.atari import AtariConfig, make_atari_vector_env
 from dsqn_rllib.config import TrainConfig
-from dsqn_rllib.models import build_q_network
-from dsqn_rllib.optim import make_adam
-from dsqn_rllib.replay import FrameReplayBuffer, StreamTracker, newest_frames
-from dsqn_rllib.runtime import keep_freed_memory_mapped
+from dsqn_rllib.envs.atari import AtariConfig, make_atari_vector_env
+from dsqn_rllib.ops.runtime import keep_freed_memory_mapped
+from dsqn_rllib.replay.frame_replay import FrameReplayBuffer, StreamTracker, newest_frames
+from dsqn_rllib.snn.networks import build_q_network
+from dsqn_rllib.snn.optim import make_adam
 
 
 @dataclass
@@ -137,7 +137,7 @@ class Pipeline:
 
     def __init__(self, cfg: TrainConfig, warmup_steps: int) -> None:
         from dsqn_rllib.rllib.builder import build_algorithm_config
-        from dsqn_rllib.train import ensure_ray
+        from dsqn_rllib.run import ensure_ray
 
         ensure_ray(cfg.num_env_runners)
         self.algo = build_algorithm_config(cfg).build_algo()  # as dsqn train

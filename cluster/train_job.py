@@ -6,7 +6,7 @@
 ``python``; everything after ``--`` is ``dsqn``'s command line (``train`` is implied when the
 first argument is a flag, so ``-- --game pong`` works too). RAY_ADDRESS=auto makes the driver
 join the cluster that ``ray up`` started on the head instead of starting a Ray of its own
-(``dsqn_rllib.train.ensure_ray``): the env runners are then placed on the autoscaled workers.
+(``dsqn_rllib.run.ensure_ray``): the env runners are then placed on the autoscaled workers.
 
 The head's ``~/.dsqn/redis.env`` (copied there by ``atari.yaml``'s file_mounts) is read into the
 environment first, without overriding what is set: with ``DSQN_REDIS_URL`` and

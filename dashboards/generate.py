@@ -6,7 +6,7 @@
 The committed JSON is this script's output: edit the panels here, never the JSON by hand
 (``tests/test_dashboards.py`` fails on a JSON that the script would not write). Every panel
 queries the Prometheus datasource ``dsqn-prometheus`` (``provisioning/datasources``) for the
-``dsqn_*`` series of ``dsqn_rllib/metrics.py``, filtered by the ``$run_id`` and ``$game``
+``dsqn_*`` series of ``dsqn_rllib/ops/metrics.py``, filtered by the ``$run_id`` and ``$game``
 template variables.
 """
 

@@ -1,7 +1,7 @@
 """dsqn_rllib: Deep Spiking Q-Networks (Chen et al. 2022) on Atari with Ray RLlib.
 
 The spiking core (this package's top level) is plain PyTorch and imports nothing from Ray.
-Names are loaded on first use, so that torch-free modules (``dsqn_rllib.replay``) stay
+Names are loaded on first use, so that torch-free modules (``dsqn_rllib.replay.frame_replay``) stay
 importable without torch.
 """
 
@@ -11,19 +11,19 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DQN": "dsqn_rllib.models",
-    "DSQN": "dsqn_rllib.models",
-    "MLP": "dsqn_rllib.models",
-    "ExecutionPath": "dsqn_rllib.models",
-    "SpikeStats": "dsqn_rllib.models",
-    "SpikingConfig": "dsqn_rllib.models",
-    "SpikingMLP": "dsqn_rllib.models",
-    "build_q_network": "dsqn_rllib.models",
-    "EnergyReport": "dsqn_rllib.energy",
-    "energy_report": "dsqn_rllib.energy",
-    "NeuronParams": "dsqn_rllib.neurons",
-    "Surrogate": "dsqn_rllib.neurons",
-    "Readout": "dsqn_rllib.readouts",
+    "DQN": "dsqn_rllib.snn.networks",
+    "DSQN": "dsqn_rllib.snn.networks",
+    "MLP": "dsqn_rllib.snn.networks",
+    "ExecutionPath": "dsqn_rllib.snn.networks",
+    "SpikeStats": "dsqn_rllib.snn.networks",
+    "SpikingConfig": "dsqn_rllib.snn.networks",
+    "SpikingMLP": "dsqn_rllib.snn.networks",
+    "build_q_network": "dsqn_rllib.snn.networks",
+    "EnergyReport": "dsqn_rllib.snn.energy",
+    "energy_report": "dsqn_rllib.snn.energy",
+    "NeuronParams": "dsqn_rllib.snn.neurons",
+    "Surrogate": "dsqn_rllib.snn.neurons",
+    "Readout": "dsqn_rllib.snn.readouts",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -23,9 +23,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from dsqn_rllib.config import ConfigError, TrainConfig
-from dsqn_rllib.models import SpikingConfig
-from dsqn_rllib.registry import (
+from dsqn_rllib.config import TrainConfig
+from dsqn_rllib.errors import ConfigError
+from dsqn_rllib.ops.registry import (
     RegistryConfig,
     RegistryError,
     RunRecord,
@@ -33,6 +33,7 @@ from dsqn_rllib.registry import (
     RunStatus,
     open_registry,
 )
+from dsqn_rllib.snn.networks import SpikingConfig
 
 _SPIKING_FIELDS = [f for f in dataclasses.fields(SpikingConfig)]
 _TRAIN_FIELDS = [f for f in dataclasses.fields(TrainConfig) if f.name != "spiking"]
@@ -224,7 +225,7 @@ def _resume_target(args: argparse.Namespace) -> tuple[Path, RunRegistry | None]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dsqn_rllib.train import Trainer
+    from dsqn_rllib.run import Trainer
 
     if args.resume:
         total = None
@@ -243,8 +244,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from dsqn_rllib.checkpoints import load_network
-    from dsqn_rllib.evaluation import EvalConfig, evaluate, record_episode_gif
+    from dsqn_rllib.evaluation.protocol import EvalConfig, evaluate, record_episode_gif
+    from dsqn_rllib.ops.checkpoints import load_network
 
     try:
         eval_cfg = EvalConfig(
@@ -270,7 +271,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from dsqn_rllib.report import write_report
+    from dsqn_rllib.evaluation.report import write_report
 
     for path in write_report(args.run, args.out):
         print(f"wrote {path}")

@@ -8,14 +8,14 @@ naming the field, the value and what is allowed, and no actor ever starts.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from dsqn_rllib.models import ModelKind, SpikingConfig, spiking_config
-from dsqn_rllib.spike_init import DEFAULT_TARGET_RATE, SpikeInit
+from dsqn_rllib.errors import ConfigError, check_int, check_number
+from dsqn_rllib.snn.networks import ModelKind, SpikingConfig, spiking_config
+from dsqn_rllib.snn.spike_init import DEFAULT_TARGET_RATE, SpikeInit
 
 
 class ApiStack(str, Enum):
@@ -25,10 +25,6 @@ class ApiStack(str, Enum):
     """RLModule + Learner + our throughput pipeline (the supported path)."""
     OLD = "old"
     """TorchModelV2 registered with ModelCatalog under RLlib's old-API-stack DQN."""
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; its message is one line for the user."""
 
 
 @dataclass
@@ -134,7 +130,7 @@ class TrainConfig:
     run_id: str | None = None
     """Name of this run (default: <model>-<game>-<time>)."""
 
-    # Run registry (dsqn_rllib.registry)
+    # Run registry (dsqn_rllib.ops.registry)
     registry_url: str | None = None
     """Redis URL of the run registry, redis://host:6379/0 (default: $DSQN_REDIS_URL, else a
     local SQLite file in run_dir); the password comes from $DSQN_REDIS_PASSWORD, never here."""
@@ -154,7 +150,7 @@ class TrainConfig:
         elif self.game is None:
             raise ConfigError("give a --game (Atari) or an --env (Gymnasium id)")
         if self.game is not None:
-            from dsqn_rllib.atari import resolve_game
+            from dsqn_rllib.envs.atari import resolve_game
 
             try:
                 self.game = resolve_game(self.game)
@@ -182,7 +178,7 @@ class TrainConfig:
                 raise ConfigError("spike_init threshold-aware applies to a DSQN on an Atari game")
             if self.api_stack is not ApiStack.NEW:
                 raise ConfigError("spike_init threshold-aware needs --api-stack new")
-        _check_number("spike_init_rate", self.spike_init_rate, 0.0, 1.0, low_open=True)
+        check_number("spike_init_rate", self.spike_init_rate, 0.0, 1.0, low_open=True)
         if self.spike_init_rate >= 1.0:
             raise ConfigError(f"spike_init_rate must be < 1, got {self.spike_init_rate!r}")
         if self.loss not in ("mse", "huber"):
@@ -192,12 +188,12 @@ class TrainConfig:
                 f"learner_device must be auto, cpu or cuda, got {self.learner_device!r}"
             )
         for name in ("lr", "adam_eps"):
-            _check_number(name, getattr(self, name), low=0.0, low_open=True)
+            check_number(name, getattr(self, name), low=0.0, low_open=True)
         if self.grad_clip is not None:
-            _check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
-        _check_number("gamma", self.gamma, low=0.0, high=1.0)
+            check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
+        check_number("gamma", self.gamma, low=0.0, high=1.0)
         for name in ("epsilon_start", "epsilon_end", "eval_epsilon"):
-            _check_number(name, getattr(self, name), low=0.0, high=1.0)
+            check_number(name, getattr(self, name), low=0.0, high=1.0)
         for name in (
             "train_batch_size",
             "train_every",
@@ -205,10 +201,10 @@ class TrainConfig:
             "total_steps",
             "n_step",
         ):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("num_env_runners", self.num_env_runners, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("num_env_runners", self.num_env_runners, 0)
         for name in ("envs_per_runner", "eval_episodes", "max_episode_frames"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in (
             "learning_starts",
             "epsilon_decay_steps",
@@ -216,14 +212,14 @@ class TrainConfig:
             "checkpoint_interval",
             "silent_layer_patience",
         ):
-            _check_int(name, getattr(self, name), 0)
-        _check_int("seed", self.seed, 0)
+            check_int(name, getattr(self, name), 0)
+        check_int("seed", self.seed, 0)
         if self.metrics_port is not None:
-            _check_int("metrics_port", self.metrics_port, 0)
+            check_int("metrics_port", self.metrics_port, 0)
             if self.metrics_port > 65535:
                 raise ConfigError(f"metrics_port must be <= 65535, got {self.metrics_port}")
-        _check_number("metrics_final_scrape_timeout_s", self.metrics_final_scrape_timeout_s, 0.0)
-        _check_int("buffer_size", self.buffer_size, self.train_batch_size)
+        check_number("metrics_final_scrape_timeout_s", self.metrics_final_scrape_timeout_s, 0.0)
+        check_int("buffer_size", self.buffer_size, self.train_batch_size)
         if not self.hidden_sizes or not all(
             isinstance(h, int) and h >= 1 for h in self.hidden_sizes
         ):
@@ -234,7 +230,7 @@ class TrainConfig:
             raise ConfigError(
                 f"run_id must be a plain name without {os.sep!r}, got {self.run_id!r}"
             )
-        from dsqn_rllib.registry import RegistryConfig
+        from dsqn_rllib.ops.registry import RegistryConfig
 
         RegistryConfig(url=self.registry_url, prefix=self.registry_prefix).validate()
         return self
@@ -285,22 +281,6 @@ class TrainConfig:
         data["hidden_sizes"] = tuple(data.get("hidden_sizes", (256, 256)))
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names}).validate()
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_number(
-    name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False
-) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bound = f"> {low}" if low_open else f">= {low}"
-        upper = "" if high == math.inf else f" and <= {high}"
-        raise ConfigError(f"{name} must be a number {bound}{upper}, got {value!r}")
 
 
 def _check_gym_env(env_id: str) -> None:

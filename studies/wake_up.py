@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dsqn_rllib.atari import AtariConfig, make_atari_env
-from dsqn_rllib.models import DSQN
+from dsqn_rllib.envs.atari import AtariConfig, make_atari_env
+from dsqn_rllib.snn.networks import DSQN
 
 LIF_LAYERS = ("conv1", "conv2", "conv3", "fc")
 

@@ -1,4 +1,4 @@
-"""Tests of dsqn_rllib.atari against the real ale-py emulator (no mocks)."""
+"""Tests of dsqn_rllib.envs.atari against the real ale-py emulator (no mocks)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from ale_py.registration import rom_id_to_name
 from ale_py.vector_env import AtariVectorEnv
 
-from dsqn_rllib.atari import (
+from dsqn_rllib.envs.atari import (
     ALL_ROM_IDS,
     EVAL_MAX_EPISODE_FRAMES,
     PAPER_GAMES,
@@ -496,7 +496,7 @@ def test_fire_reset_launches_the_breakout_ball(
 
 def test_atari_module_does_not_import_ray() -> None:
     code = (
-        "import sys, dsqn_rllib.atari; "
+        "import sys, dsqn_rllib.envs.atari; "
         "bad = sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')); "
         "assert not bad, bad"
     )

@@ -10,7 +10,7 @@ import ray
 
 from dsqn_rllib.cli import build_parser, config_from_args, main
 from dsqn_rllib.config import ApiStack, TrainConfig
-from dsqn_rllib.models import ModelKind
+from dsqn_rllib.snn.networks import ModelKind
 
 
 @pytest.mark.parametrize(

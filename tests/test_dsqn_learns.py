@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 
-from dsqn_rllib.atari import AtariConfig, make_atari_env
 from dsqn_rllib.config import TrainConfig
-from dsqn_rllib.models import DSQN, SpikingQNetwork
-from dsqn_rllib.optim import make_adam
-from dsqn_rllib.spike_init import threshold_aware_init_
+from dsqn_rllib.envs.atari import AtariConfig, make_atari_env
+from dsqn_rllib.snn.networks import DSQN, SpikingQNetwork
+from dsqn_rllib.snn.optim import make_adam
+from dsqn_rllib.snn.spike_init import threshold_aware_init_
 
 GAMMA = 0.99
 PROBE = 256  # frames the rates and Q's spread are measured on

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dsqn_rllib import DQN, DSQN, energy_report
-from dsqn_rllib.energy import E_AC_PJ, E_MAC_PJ
+from dsqn_rllib.snn.energy import E_AC_PJ, E_MAC_PJ
 
 # Dense MACs of the Nature CNN on 4x84x84 with 6 actions, written out:
 CONV1 = 32 * 20 * 20 * (4 * 8 * 8)  # 3,276,800

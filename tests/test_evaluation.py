@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dsqn_rllib.atari import AtariConfig, make_atari_vector_env, num_actions
-from dsqn_rllib.evaluation import (
+from dsqn_rllib.envs.atari import AtariConfig, make_atari_vector_env, num_actions
+from dsqn_rllib.evaluation.protocol import (
     EvalConfig,
     EvalResult,
     FrameSampler,
@@ -20,7 +20,7 @@ from dsqn_rllib.evaluation import (
     is_gymnasium_env,
     record_episode_gif,
 )
-from dsqn_rllib.models import DQN
+from dsqn_rllib.snn.networks import DQN
 
 CARTPOLE = "CartPole-v1"
 CARTPOLE_MAX_STEPS = 500  # CartPole-v1's time limit
@@ -56,7 +56,10 @@ class ConstantPolicy(nn.Module):
 
 
 def test_evaluation_does_not_import_ray() -> None:
-    code = "import sys, dsqn_rllib.evaluation; assert 'ray' not in sys.modules, 'ray imported'"
+    code = (
+        "import sys, dsqn_rllib.evaluation.protocol; "
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

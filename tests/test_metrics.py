@@ -8,7 +8,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from dsqn_rllib.metrics import PrometheusExporter
+from dsqn_rllib.ops.metrics import PrometheusExporter
 
 LABELS = {"run_id": "r", "game": "pong", "model": "dsqn", "readout": "max-mem"}
 

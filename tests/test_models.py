@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from dsqn_rllib import DQN, DSQN, MLP, ExecutionPath, SpikingMLP, build_q_network
-from dsqn_rllib.models import (
+from dsqn_rllib.snn.networks import (
     MAX_IMAGE_CHANNELS,
     NATURE_CONVS,
     ConvSpec,
@@ -17,8 +17,8 @@ from dsqn_rllib.models import (
     image_layout,
     min_image_size,
 )
-from dsqn_rllib.neurons import NeuronParams, initial_membrane, lif_step
-from dsqn_rllib.readouts import Readout, last_mem, max_mem, mean_mem
+from dsqn_rllib.snn.neurons import NeuronParams, initial_membrane, lif_step
+from dsqn_rllib.snn.readouts import Readout, last_mem, max_mem, mean_mem
 
 ATARI = (4, 84, 84)
 ATARI_HWC = (84, 84, 4)  # RLlib's Atari wrappers, old and new stack

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dsqn_rllib.neurons import (
+from dsqn_rllib.snn.neurons import (
     NeuronParams,
     Surrogate,
     heaviside,

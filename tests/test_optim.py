@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dsqn_rllib.optim import make_adam, step_if_finite
+from dsqn_rllib.snn.optim import make_adam, step_if_finite
 
 
 def _adams(fused: bool) -> tuple[torch.nn.Parameter, torch.optim.Adam]:

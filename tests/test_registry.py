@@ -25,8 +25,9 @@ import ray
 import redis
 
 from dsqn_rllib.cli import main
-from dsqn_rllib.config import ConfigError, TrainConfig
-from dsqn_rllib.registry import (
+from dsqn_rllib.config import TrainConfig
+from dsqn_rllib.errors import ConfigError
+from dsqn_rllib.ops.registry import (
     CheckpointKind,
     RegistryConfig,
     RegistryError,
@@ -197,7 +198,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from dsqn_rllib.registry import RegistryConfig, RunRecord, open_registry
+    from dsqn_rllib.ops.registry import RegistryConfig, RunRecord, open_registry
     root, run_id, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     reg = open_registry(RegistryConfig(url=None, local_path=root / "registry.sqlite3"))
     reg.start_run(RunRecord(run_id=run_id, started_at=time.time(), heartbeat_at=time.time()))
@@ -270,7 +271,7 @@ def test_the_redis_password_comes_from_the_environment_and_never_shows(
 
 
 def test_a_run_that_raised_is_recorded_as_failed(registry: RunRegistry, tmp_path: Path) -> None:
-    from dsqn_rllib.train import Trainer
+    from dsqn_rllib.run import Trainer
 
     def out(line: str) -> None:
         if "run registry:" in line:  # the run is recorded as running: fail right after
@@ -289,8 +290,8 @@ def test_a_run_that_raised_is_recorded_as_failed(registry: RunRegistry, tmp_path
 def test_resume_by_run_id_or_path_finds_the_run_in_the_local_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dsqn_rllib.checkpoints import write_checkpoint_files
-    from dsqn_rllib.models import build_q_network
+    from dsqn_rllib.ops.checkpoints import write_checkpoint_files
+    from dsqn_rllib.snn.networks import build_q_network
 
     monkeypatch.delenv("DSQN_REDIS_URL", raising=False)
     cfg = TrainConfig(env="CartPole-v1", run_dir=str(tmp_path), run_id="laptop").validate()
@@ -489,8 +490,8 @@ def test_training_goes_on_when_the_registry_is_down_and_catches_up_after(
     tmp_path: Path,
 ) -> None:
     """The Trainer's registry writes, without Ray: a store that fails while ``down``."""
-    from dsqn_rllib.registry import LocalRunRegistry
-    from dsqn_rllib.train import Trainer
+    from dsqn_rllib.ops.registry import LocalRunRegistry
+    from dsqn_rllib.run import Trainer
 
     class Outage(LocalRunRegistry):
         down = False

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from dsqn_rllib.replay import (
+from dsqn_rllib.replay.frame_replay import (
     FrameReplayBuffer,
     ReplayBatch,
     ReplayConfig,
@@ -548,7 +548,7 @@ def test_real_atari_vector_env_stacks_are_rebuilt_exactly() -> None:
 def test_replay_module_imports_neither_torch_nor_ray() -> None:
     """Env runners and tools can use the replay without torch (the package loads lazily)."""
     code = (
-        "import sys, dsqn_rllib.replay\n"
+        "import sys, dsqn_rllib.replay.frame_replay\n"
         "print(sorted(name for name in ('torch', 'ray') if name in sys.modules))\n"
     )
     result = subprocess.run(

@@ -17,10 +17,10 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.policy.sample_batch import SampleBatch
 
-from dsqn_rllib.models import DSQN
 from dsqn_rllib.rllib import OldStackDQN, register_models
 from dsqn_rllib.rllib.old_stack import DenseTwinModelV2, SpikingModelV2
 from dsqn_rllib.rllib.rl_module import QNetworkRLModule
+from dsqn_rllib.snn.networks import DSQN
 
 CHW, HWC = (4, 84, 84), (84, 84, 4)
 ACTIONS = gym.spaces.Discrete(6)

@@ -12,9 +12,11 @@ import pytest
 import ray
 import torch
 
-from dsqn_rllib.config import ConfigError, TrainConfig
+from dsqn_rllib.config import TrainConfig
+from dsqn_rllib.envs.atari import resolve_env
+from dsqn_rllib.errors import ConfigError
 from dsqn_rllib.rllib.builder import build_algorithm_config
-from dsqn_rllib.rllib.config import DSQNConfig, resolve_env
+from dsqn_rllib.rllib.config import DSQNConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,7 +180,7 @@ def test_tune_grid_over_readout_and_T_reports_standard_keys(tmp_path: Path) -> N
     checkpoints = re.findall(r"^checkpoint \| (\S+)$", proc.stdout, re.M)
     assert len(checkpoints) == 4 and all(Path(c).is_dir() for c in checkpoints)
     # Every trial is in the run registry (RunObserver), with its sweep and grid point.
-    from dsqn_rllib.registry import RegistryConfig, open_registry
+    from dsqn_rllib.ops.registry import RegistryConfig, open_registry
 
     runs = open_registry(RegistryConfig.resolve(None, "dsqn", run_root=tmp_path)).list_runs()
     assert len(runs) == 4 and {r.status for r in runs} == {"finished"}
@@ -197,7 +199,7 @@ def test_the_run_observer_keeps_registry_metrics_and_guard_without_our_driver(
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from dsqn_rllib.registry import RegistryConfig, RunStatus, open_registry
+    from dsqn_rllib.ops.registry import RegistryConfig, RunStatus, open_registry
 
     config = (
         _cartpole()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dsqn_rllib import DSQN
-from dsqn_rllib.runtime import keep_freed_memory_mapped
+from dsqn_rllib.ops.runtime import keep_freed_memory_mapped
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")

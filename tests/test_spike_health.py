@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from dsqn_rllib.config import ConfigError, TrainConfig
-from dsqn_rllib.metrics import LABELS, PrometheusExporter
-from dsqn_rllib.registry import LocalRunRegistry, RegistryConfig
-from dsqn_rllib.spike_health import LayerState, SilentLayerGuard, layer_state
+from dsqn_rllib.config import TrainConfig
+from dsqn_rllib.errors import ConfigError
+from dsqn_rllib.ops.metrics import LABELS, PrometheusExporter
+from dsqn_rllib.ops.registry import LocalRunRegistry, RegistryConfig
+from dsqn_rllib.snn.spike_health import LayerState, SilentLayerGuard, layer_state
 
 FIRING = {"conv1": 0.2, "fc": 0.1}
 
@@ -83,7 +84,7 @@ def test_a_run_whose_net_cannot_fire_warns_everywhere(tmp_path: Path) -> None:
     """A spiking MLP whose threshold no current reaches, through the whole pipeline."""
     import json
 
-    from dsqn_rllib.train import Trainer
+    from dsqn_rllib.run import Trainer
 
     cfg = TrainConfig(
         env="CartPole-v1", num_env_runners=0, envs_per_runner=2, hidden_sizes=(16, 16),

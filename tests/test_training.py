@@ -19,10 +19,10 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 from ray.rllib.core import DEFAULT_MODULE_ID
 
-from dsqn_rllib.checkpoints import load_network
 from dsqn_rllib.config import TrainConfig
-from dsqn_rllib.evaluation import EvalConfig, evaluate
-from dsqn_rllib.models import build_q_network
+from dsqn_rllib.evaluation.protocol import EvalConfig, evaluate
+from dsqn_rllib.ops.checkpoints import load_network
+from dsqn_rllib.snn.networks import build_q_network
 
 pytestmark = pytest.mark.slow
 
@@ -357,7 +357,7 @@ def test_spiking_mlp_learns_cartpole_through_the_full_pipeline(tmp_path: Path) -
     random_level = evaluate(untrained, "CartPole-v1", EvalConfig(episodes=10, epsilon=0.0, seed=1))
     assert random_level.mean < 50
 
-    from dsqn_rllib.train import Trainer
+    from dsqn_rllib.run import Trainer
 
     scrapes: list[str] = []
     endpoint: list[str] = []

@@ -55,12 +55,12 @@ from ray.rllib.utils.metrics import (
     NUM_EPISODES_LIFETIME,
 )
 
-from dsqn_rllib.evaluation import EvalConfig, evaluate
-from dsqn_rllib.models import QNetwork, build_q_network
-from dsqn_rllib.replay import FrameReplayBuffer
+from dsqn_rllib.evaluation.protocol import EvalConfig, evaluate
+from dsqn_rllib.replay.frame_replay import FrameReplayBuffer
 from dsqn_rllib.rllib.config import DSQNConfig
 from dsqn_rllib.rllib.env_runner import SampleChunk
 from dsqn_rllib.rllib.learner import NONFINITE_SKIPS
+from dsqn_rllib.snn.networks import QNetwork, build_q_network
 
 SAMPLE_TAG = "dsqn_sample"
 # The result key under which an iteration's pipeline and spiking extras are reported (counters,
@@ -561,22 +561,12 @@ class PipelinedDQN(DQN):
 
     def online_network(self) -> QNetwork:
         """A CPU copy of the learner's online Q-network."""
-        state = self.learner_group.get_state(
-            components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True
-        )[COMPONENT_LEARNER][COMPONENT_RL_MODULE][DEFAULT_MODULE_ID]
         obs_space, act_space = self.spaces[DEFAULT_MODULE_ID]
         cfg = self.config
         net = build_q_network(
             cfg.model_kind, tuple(obs_space.shape), int(act_space.n), **cfg.net_options()
         )
-        prefix = "net."
-        net.load_state_dict(
-            {
-                k[len(prefix) :]: torch.as_tensor(v).cpu()
-                for k, v in state.items()
-                if k.startswith(prefix)
-            }
-        )
+        net.load_state_dict(online_state_dict(self))
         return net.eval()
 
 
@@ -631,3 +621,32 @@ def _peek(results: dict, key: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
+
+
+# --- what the driver reads off an algorithm of either stack ---------------------------------
+
+
+def q_network_spaces(algo: Any) -> tuple[tuple[int, ...], int]:
+    """The observation shape and number of actions the algorithm's Q-network was built for."""
+    if hasattr(algo, "spaces") and DEFAULT_MODULE_ID in (algo.spaces or {}):
+        obs_space, act_space = algo.spaces[DEFAULT_MODULE_ID]
+    else:  # the old stack keeps them on its policy
+        policy = algo.get_policy()
+        obs_space, act_space = policy.observation_space, policy.action_space
+    return tuple(int(d) for d in obs_space.shape), int(act_space.n)
+
+
+def online_state_dict(algo: Any) -> dict[str, torch.Tensor]:
+    """A CPU copy of the online Q-network's weights (the learner's on the new stack)."""
+    if algo.config.enable_rl_module_and_learner:
+        state = algo.learner_group.get_state(
+            components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True
+        )[COMPONENT_LEARNER][COMPONENT_RL_MODULE][DEFAULT_MODULE_ID]
+        prefix = "net."
+        return {
+            k[len(prefix) :]: torch.as_tensor(v).cpu()
+            for k, v in state.items()
+            if k.startswith(prefix)
+        }
+    net = algo.get_policy().model.net
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}

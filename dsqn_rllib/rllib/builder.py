@@ -10,8 +10,8 @@ from ray.rllib.algorithms.dqn import DQNConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from dsqn_rllib.config import ApiStack, TrainConfig
-from dsqn_rllib.models import SpikingConfig
 from dsqn_rllib.rllib.config import DSQNConfig
+from dsqn_rllib.snn.networks import SpikingConfig
 
 
 def learner_uses_gpu(cfg: TrainConfig) -> bool:
@@ -77,7 +77,7 @@ def to_dsqn_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DSQNC
         )
         .reporting(min_time_s_per_iteration=iteration_seconds)
         .debugging(seed=cfg.seed)
-        # The driver (dsqn_rllib.train.Trainer) keeps the guard, registry and metrics itself.
+        # The driver (dsqn_rllib.run.Trainer) keeps the guard, registry and metrics itself.
         .callbacks(RLlibCallback)
     )
     if cfg.epsilon_decay_steps == 0:

@@ -1,7 +1,7 @@
 """``RunObserver``: the run's side effects as an ``RLlibCallback``, so a ``PipelinedDQN`` under
 ``tune.Tuner`` (or a user's own loop) has them without our driver:
 
-* the silent-network guard (``dsqn_rllib.spike_health``): each iteration's firing rates; a
+* the silent-network guard (``dsqn_rllib.snn.spike_health``): each iteration's firing rates; a
   layer at rate 0 (or 1) for ``silent_layer_patience`` updates is flagged in one line (log),
   in ``result["dsqn"]["silent_layers"]``, in the registry's warning and in Prometheus;
 * energy per inference (and the DQN twin's) in ``result["dsqn"]``;
@@ -26,9 +26,7 @@ from typing import Any
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core import DEFAULT_MODULE_ID
 
-from dsqn_rllib.energy import energy_report
-from dsqn_rllib.models import build_q_network
-from dsqn_rllib.registry import (
+from dsqn_rllib.ops.registry import (
     RegistryConfig,
     RegistryError,
     RunRecord,
@@ -37,7 +35,9 @@ from dsqn_rllib.registry import (
     open_registry,
     this_host,
 )
-from dsqn_rllib.spike_health import SilentLayerGuard
+from dsqn_rllib.snn.energy import energy_report
+from dsqn_rllib.snn.networks import build_q_network
+from dsqn_rllib.snn.spike_health import SilentLayerGuard
 
 logger = logging.getLogger("dsqn_rllib")
 
@@ -73,7 +73,7 @@ class RunObserver(RLlibCallback):
         if cfg.registry:
             self._open_registry(algorithm)
         if cfg.metrics_port is not None:
-            from dsqn_rllib.metrics import PrometheusExporter
+            from dsqn_rllib.ops.metrics import PrometheusExporter
 
             labels = {
                 "run_id": self.run_id,

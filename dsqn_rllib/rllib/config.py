@@ -42,9 +42,10 @@ from typing import Any
 from ray.rllib.algorithms.dqn import DQNConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from dsqn_rllib.config import ConfigError, _check_int, _check_number
-from dsqn_rllib.models import ModelKind, SpikingConfig, spiking_config
-from dsqn_rllib.spike_init import DEFAULT_TARGET_RATE, SpikeInit
+from dsqn_rllib.envs.atari import resolve_env
+from dsqn_rllib.errors import ConfigError, check_int, check_number
+from dsqn_rllib.snn.networks import ModelKind, SpikingConfig, spiking_config
+from dsqn_rllib.snn.spike_init import DEFAULT_TARGET_RATE, SpikeInit
 
 # The network's options in ``rl_module(model_config=...)``, with their defaults (the authors'
 # code, see SpikingConfig). ``hidden_sizes`` applies to the MLPs of vector observations only.
@@ -343,39 +344,39 @@ class DSQNConfig(DQNConfig):
                 f"learner_device must be auto, cpu or cuda, got {self.learner_device!r}"
             )
         if self.metrics_port is not None:
-            _check_int("metrics_port", self.metrics_port, 0)
+            check_int("metrics_port", self.metrics_port, 0)
             if self.metrics_port > 65535:
                 raise ConfigError(f"metrics_port must be <= 65535, got {self.metrics_port}")
         if self.registry:
-            from dsqn_rllib.registry import RegistryConfig
+            from dsqn_rllib.ops.registry import RegistryConfig
 
             RegistryConfig(url=self.registry_url, prefix=self.registry_prefix).validate()
-        _check_number("lr", self.lr, low=0.0, low_open=True)
-        _check_number("adam_epsilon", self.adam_epsilon, low=0.0, low_open=True)
+        check_number("lr", self.lr, low=0.0, low_open=True)
+        check_number("adam_epsilon", self.adam_epsilon, low=0.0, low_open=True)
         if self.grad_clip is not None:
-            _check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
-        _check_number("gamma", self.gamma, low=0.0, high=1.0)
-        _check_number("eval epsilon", self.eval_epsilon, low=0.0, high=1.0)
+            check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
+        check_number("gamma", self.gamma, low=0.0, high=1.0)
+        check_number("eval epsilon", self.eval_epsilon, low=0.0, high=1.0)
         for name in ("train_batch_size", "train_every", "target_network_update_freq", "n_step"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("num_env_runners", "silent_layer_patience", "seed"):
-            _check_int(name, getattr(self, name) or 0, 0)
-        _check_int("num_envs_per_env_runner", self.num_envs_per_env_runner, 1)
-        _check_int("max_episode_frames", self.max_episode_frames, 1)
-        _check_int(
+            check_int(name, getattr(self, name) or 0, 0)
+        check_int("num_envs_per_env_runner", self.num_envs_per_env_runner, 1)
+        check_int("max_episode_frames", self.max_episode_frames, 1)
+        check_int(
             "num_steps_sampled_before_learning_starts",
             self.num_steps_sampled_before_learning_starts,
             0,
         )
-        _check_int("replay_buffer_config['capacity']", self.replay_capacity, self.train_batch_size)
+        check_int("replay_buffer_config['capacity']", self.replay_capacity, self.train_batch_size)
         if not isinstance(self.epsilon, (int, float)):
             points = list(self.epsilon)
             if not points or any(len(p) != 2 for p in points):
                 raise ConfigError(f"epsilon must be a number or [(step, value), ...], got {points}")
             for _, value in points:
-                _check_number("epsilon", value, low=0.0, high=1.0)
+                check_number("epsilon", value, low=0.0, high=1.0)
         else:
-            _check_number("epsilon", self.epsilon, low=0.0, high=1.0)
+            check_number("epsilon", self.epsilon, low=0.0, high=1.0)
 
 
 # Keys RLlib's own DefaultModelConfig may put into a model_config; they are not the network's.
@@ -413,32 +414,3 @@ _RLLIB_MODEL_KEYS = set(_DQN_AUTO_KEYS) | {
     "lstm_bias_initializer",
     "lstm_bias_initializer_kwargs",
 }
-
-
-def resolve_env(env: Any) -> tuple[str | None, str | None]:
-    """``(game, None)`` for an Atari game (any name ``resolve_game`` takes, with or without
-    ``ale_py:``), ``(None, gym_id)`` for a registered Gymnasium env with vector observations.
-    Raises ``ConfigError`` (one line) for anything else."""
-    import gymnasium as gym
-
-    from dsqn_rllib.atari import resolve_game
-
-    if not isinstance(env, str) or not env:
-        raise ConfigError(
-            f"env must be an Atari game (pong, ale_py:ALE/Pong-v5) or a Gymnasium id, got {env!r}"
-        )
-    name = env.removeprefix("ale_py:")
-    is_ale_id = name.startswith("ALE/") or name.endswith("NoFrameskip-v4")
-    if not is_ale_id and name in gym.registry:
-        return None, name
-    try:
-        return resolve_game(name), None
-    except ValueError as err:
-        if is_ale_id:
-            raise ConfigError(str(err)) from None
-        game_error = str(err).split("; any ALE ROM id")[0]
-    import difflib
-
-    close = difflib.get_close_matches(name, list(gym.registry), n=3)
-    hint = f" (closest Gymnasium ids: {', '.join(close)})" if close else ""
-    raise ConfigError(f"unknown env {env!r}: not a Gymnasium id{hint}; as a game: {game_error}")

@@ -32,9 +32,10 @@ from ray.rllib.core import COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
 from ray.rllib.env.env_runner import EnvRunner
 from ray.rllib.utils.checkpoints import Checkpointable
 
-from dsqn_rllib.models import QNetwork
-from dsqn_rllib.replay import StreamTracker, newest_frames
-from dsqn_rllib.runtime import keep_freed_memory_mapped
+from dsqn_rllib.envs.atari import resolve_env
+from dsqn_rllib.ops.runtime import keep_freed_memory_mapped
+from dsqn_rllib.replay.frame_replay import StreamTracker, newest_frames
+from dsqn_rllib.snn.networks import QNetwork
 
 # Added to the runners' nice value (0 = same priority as the learner).
 RUNNER_NICENESS = 10
@@ -97,11 +98,9 @@ def make_training_env(
     """The vectorised training env: Atari in C++ on ``num_threads`` threads (0: ALE's choice;
     life loss and clipping left to the runner), a Gymnasium id as a synchronous vector env.
     Both autoreset on the step after an end. ``cfg`` is a ``DSQNConfig``."""
-    from dsqn_rllib.rllib.config import resolve_env
-
     game, gym_id = resolve_env(cfg.env)
     if game is not None:
-        from dsqn_rllib.atari import AtariConfig, make_atari_vector_env
+        from dsqn_rllib.envs.atari import AtariConfig, make_atari_vector_env
 
         atari = AtariConfig(
             game=game,

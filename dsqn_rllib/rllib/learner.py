@@ -5,11 +5,11 @@ non-finite-gradient guard, and a lean path for the batches ``PipelinedDQN`` send
   ``adam_epsilon`` of ``DQNConfig`` is read only by the old API stack, so the new stack trained
   with ε = 1e-8 whatever was configured. This learner builds Adam with ``adam_epsilon``
   (``TrainConfig.adam_eps``, 1e-8 by default as in the authors' code) and the fused kernel
-  (``dsqn_rllib.optim.make_adam``); the learning rate stays under RLlib's scheduler.
+  (``dsqn_rllib.snn.optim.make_adam``); the learning rate stays under RLlib's scheduler.
 * ``TorchLearner.apply_gradients`` checks each gradient tensor with ``isfinite().all()`` twice,
   a host sync each (a third of a Nature-CNN update on 2 CPU cores), then zeroes the NaN entries
   and steps anyway. Here one fused check decides and an update with a non-finite gradient is
-  skipped whole (``dsqn_rllib.optim.step_if_finite``), counted under ``NONFINITE_SKIPS``.
+  skipped whole (``dsqn_rllib.snn.optim.step_if_finite``), counted under ``NONFINITE_SKIPS``.
 * ``Learner.update`` wraps each minibatch in general-purpose machinery (``TrainingData``, a
   cyclic minibatch iterator converting nested structures, Ray-metrics counters, five
   steps-trained metrics); on 2 CPU cores that was ~1.2 ms of a ~28 ms Nature-CNN update. For
@@ -44,8 +44,8 @@ from ray.rllib.core.learner.training_data import TrainingData
 from ray.rllib.policy.sample_batch import MultiAgentBatch
 from torch import nn
 
-from dsqn_rllib.optim import make_adam, step_if_finite
-from dsqn_rllib.spike_init import PROBE_FRAMES, SpikeInit, threshold_aware_init_
+from dsqn_rllib.snn.optim import make_adam, step_if_finite
+from dsqn_rllib.snn.spike_init import PROBE_FRAMES, SpikeInit, threshold_aware_init_
 
 # Per-module metric: updates skipped because a gradient held an inf or NaN (lifetime sum).
 NONFINITE_SKIPS = "nonfinite_grad_skips"
@@ -172,7 +172,7 @@ def _maybe_threshold_aware_init(module: Any) -> None:
     spec = getattr(module, "model_config", {}).get("spike_init_spec") or {}
     if spec.get("kind") != SpikeInit.THRESHOLD_AWARE.value:
         return
-    from dsqn_rllib.atari import AtariConfig, random_play_observations
+    from dsqn_rllib.envs.atari import AtariConfig, random_play_observations
 
     frames = random_play_observations(AtariConfig(spec["game"]), PROBE_FRAMES, seed=spec["seed"])
     device = next(module.net.parameters()).device

@@ -32,8 +32,8 @@ from ray.rllib.utils.from_config import from_config
 from ray.rllib.utils.replay_buffers import ReplayBuffer
 from ray.tune.registry import register_env
 
-from dsqn_rllib.models import ModelKind, QNetwork, build_q_network
 from dsqn_rllib.rllib.rl_module import check_plain_q_head
+from dsqn_rllib.snn.networks import ModelKind, QNetwork, build_q_network
 
 if TYPE_CHECKING:  # imported where used: ``import dsqn_rllib.rllib`` needs only the models
     from dsqn_rllib.config import TrainConfig
@@ -116,7 +116,7 @@ def _make_env(env_config: dict) -> gym.Env:
 
     cfg = TrainConfig.from_dict(env_config["train_config"])
     if cfg.is_atari:
-        from dsqn_rllib.atari import AtariConfig, make_atari_env
+        from dsqn_rllib.envs.atari import AtariConfig, make_atari_env
 
         atari = AtariConfig(
             game=cfg.game,

@@ -10,7 +10,7 @@ Its target network is a copy of the same network that lives on the learner only.
 "net_options": {"T": 4}})``):
 
     model        "dsqn" or "dqn"
-    net_options  keyword options of ``dsqn_rllib.models.build_q_network``
+    net_options  keyword options of ``dsqn_rllib.snn.networks.build_q_network``
     double_q     Double-DQN targets (DQNConfig puts it here)
     epsilon      ε schedule for RLlib's own exploration pass (our env runner does its own)
     dueling      must be False: the network has no value/advantage streams
@@ -33,7 +33,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.utils import make_target_network
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from dsqn_rllib.models import QNetwork, build_q_network
+from dsqn_rllib.snn.networks import QNetwork, build_q_network
 
 
 def check_plain_q_head(

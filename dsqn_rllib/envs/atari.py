@@ -42,7 +42,7 @@ from ale_py.registration import rom_id_to_name
 from ale_py.vector_env import AtariVectorEnv
 from gymnasium.wrappers import FrameStackObservation
 
-from dsqn_rllib.checks import require_int
+from dsqn_rllib.errors import ConfigError, require_int
 
 gym.register_envs(ale_py)
 
@@ -112,7 +112,7 @@ def resolve_game(name: str) -> str:
     names = ", ".join(_ROM_BY_KEY[key] for key in closest)
     raise ValueError(
         f"unknown game {name!r}; closest: {names}; any ALE ROM id is allowed "
-        "(see dsqn_rllib.atari.PAPER_GAMES)"
+        "(see dsqn_rllib.envs.atari.PAPER_GAMES)"
     )
 
 
@@ -487,7 +487,7 @@ def make_atari_vector_env(
 def random_play_observations(config: AtariConfig, steps: int, *, seed: int = 0) -> np.ndarray:
     """``steps`` observations, (steps, stack, 84, 84) uint8, of uniformly random play under
     ``config``'s protocol, reproducible from ``seed``: a probe of real frames (e.g. for
-    ``dsqn_rllib.spike_init.threshold_aware_init_``)."""
+    ``dsqn_rllib.snn.spike_init.threshold_aware_init_``)."""
     require_int("steps", steps, 1)
     env = make_atari_env(config, seed=seed)
     rng = np.random.default_rng(seed)
@@ -500,3 +500,26 @@ def random_play_observations(config: AtariConfig, steps: int, *, seed: int = 0) 
             obs, _ = env.reset()
     env.close()
     return np.stack(frames)
+
+
+def resolve_env(env: Any) -> tuple[str | None, str | None]:
+    """``(game, None)`` for an Atari game (any name ``resolve_game`` takes, with or without
+    ``ale_py:``), ``(None, gym_id)`` for a registered Gymnasium env with vector observations.
+    Raises ``ConfigError`` (one line) for anything else."""
+    if not isinstance(env, str) or not env:
+        raise ConfigError(
+            f"env must be an Atari game (pong, ale_py:ALE/Pong-v5) or a Gymnasium id, got {env!r}"
+        )
+    name = env.removeprefix("ale_py:")
+    is_ale_id = name.startswith("ALE/") or name.endswith("NoFrameskip-v4")
+    if not is_ale_id and name in gym.registry:
+        return None, name
+    try:
+        return resolve_game(name), None
+    except ValueError as err:
+        if is_ale_id:
+            raise ConfigError(str(err)) from None
+        game_error = str(err).split("; any ALE ROM id")[0]
+    close = difflib.get_close_matches(name, list(gym.registry), n=3)
+    hint = f" (closest Gymnasium ids: {', '.join(close)})" if close else ""
+    raise ConfigError(f"unknown env {env!r}: not a Gymnasium id{hint}; as a game: {game_error}")

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from dsqn_rllib.neurons import (
+from dsqn_rllib.snn.neurons import (
     NeuronParams,
     Surrogate,
     initial_membrane,
@@ -43,7 +43,7 @@ from dsqn_rllib.neurons import (
     lif_step,
     parse_surrogate,
 )
-from dsqn_rllib.readouts import MEMBRANE_READOUTS, Readout, firing_rate, parse_readout
+from dsqn_rllib.snn.readouts import MEMBRANE_READOUTS, Readout, firing_rate, parse_readout
 
 
 class ConvSpec(NamedTuple):
@@ -110,7 +110,7 @@ class SpikingConfig:
     """How Q is read from the output layer: last-mem, max-mem (paper's best), mean-mem,
     or firing-rate (Liu et al. 2022)."""
 
-    # Neurons (see dsqn_rllib.neurons)
+    # Neurons (see dsqn_rllib.snn.neurons)
     tau: float = 2.0
     """Membrane time constant τ (>= 1)."""
     v_threshold: float = 1.0

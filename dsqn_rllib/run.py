@@ -3,11 +3,11 @@
     trainer = Trainer(TrainConfig(game="pong"))      # or Trainer.resume("runs/<id>")
     summary = trainer.run()
 
-Evaluation (the paper's protocol, ``dsqn_rllib.evaluation``) runs as a Ray task on a frozen
+Evaluation (the paper's protocol, ``dsqn_rllib.evaluation.protocol``) runs as a Ray task on a frozen
 copy of the weights, overlapped with training; the best-evaluated weights are kept as
 ``checkpoints/best`` next to ``checkpoints/latest``.
 
-The run registry (``dsqn_rllib.registry``: Redis, or a local SQLite file) gets the run's record
+The run registry (``dsqn_rllib.ops.registry``: Redis, or a local SQLite file) gets the run's record
 when it starts, a heartbeat with progress every iteration, each checkpoint and evaluation, and
 the final status. Files are written first, the registry second: after a kill -9 between the two,
 resuming brings the registry up to date from the files. The latest checkpoint is the source of
@@ -31,7 +31,10 @@ from typing import Any
 import ray
 import torch
 
-from dsqn_rllib.checkpoints import (
+from dsqn_rllib.config import ApiStack, TrainConfig
+from dsqn_rllib.errors import ConfigError
+from dsqn_rllib.evaluation.protocol import EvalConfig, EvalResult, evaluate
+from dsqn_rllib.ops.checkpoints import (
     ALGORITHM_DIR,
     LEARNER_DIR,
     PROGRESS_FILE,
@@ -40,12 +43,8 @@ from dsqn_rllib.checkpoints import (
     replace_dir,
     write_checkpoint_files,
 )
-from dsqn_rllib.config import ApiStack, ConfigError, TrainConfig
-from dsqn_rllib.energy import energy_report
-from dsqn_rllib.evaluation import EvalConfig, EvalResult, evaluate
-from dsqn_rllib.metrics import PrometheusExporter
-from dsqn_rllib.models import QNetwork, build_q_network
-from dsqn_rllib.registry import (
+from dsqn_rllib.ops.metrics import PrometheusExporter
+from dsqn_rllib.ops.registry import (
     CheckpointKind,
     RegistryConfig,
     RegistryError,
@@ -57,7 +56,9 @@ from dsqn_rllib.registry import (
     reconcile_evaluations,
     this_host,
 )
-from dsqn_rllib.spike_health import SilentLayerGuard
+from dsqn_rllib.snn.energy import energy_report
+from dsqn_rllib.snn.networks import QNetwork, build_q_network
+from dsqn_rllib.snn.spike_health import SilentLayerGuard
 
 # While the driver blocks on the final evaluation it still heartbeats this often, so a long
 # evaluation never makes a live run look lost (RegistryConfig.stale_after_s).
@@ -317,15 +318,9 @@ class Trainer:
         return self.cfg.api_stack is ApiStack.NEW
 
     def _spaces(self) -> None:
-        if self.is_new_stack:
-            from ray.rllib.core import DEFAULT_MODULE_ID
+        from dsqn_rllib.rllib.algorithm import q_network_spaces
 
-            obs_space, act_space = self.algo.spaces[DEFAULT_MODULE_ID]
-        else:
-            policy = self.algo.get_policy()
-            obs_space, act_space = policy.observation_space, policy.action_space
-        self.obs_shape = tuple(int(d) for d in obs_space.shape)
-        self.num_actions = int(act_space.n)
+        self.obs_shape, self.num_actions = q_network_spaces(self.algo)
 
     @property
     def env_steps(self) -> int:
@@ -337,19 +332,9 @@ class Trainer:
 
     def online_state_dict(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the online Q-network's weights."""
-        if self.is_new_stack:
-            from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
+        from dsqn_rllib.rllib.algorithm import online_state_dict
 
-            state = self.algo.learner_group.get_state(
-                components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True
-            )[COMPONENT_LEARNER][COMPONENT_RL_MODULE][DEFAULT_MODULE_ID]
-            return {
-                k[len("net.") :]: torch.as_tensor(v).cpu()
-                for k, v in state.items()
-                if k.startswith("net.")
-            }
-        model = self.algo.get_policy().model
-        return {k: v.detach().cpu().clone() for k, v in model.net.state_dict().items()}
+        return online_state_dict(self.algo)
 
     def online_network(self) -> QNetwork:
         net = build_q_network(

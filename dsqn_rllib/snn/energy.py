@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from dsqn_rllib.models import QNetwork, SpikingQNetwork
+from dsqn_rllib.snn.networks import QNetwork, SpikingQNetwork
 
 E_MAC_PJ = 4.6
 """Energy of one 32-bit float multiply-accumulate, picojoules (Horowitz 2014)."""

@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt
 
-from dsqn_rllib.config import ConfigError
+from dsqn_rllib.errors import ConfigError
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

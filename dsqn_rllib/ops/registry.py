@@ -148,7 +148,7 @@ def check_registry_url(url: str) -> None:
 
 def _config_error(message: str) -> Exception:
     # Imported on use: dsqn_rllib.config pulls in torch, and recording a run should not.
-    from dsqn_rllib.config import ConfigError
+    from dsqn_rllib.errors import ConfigError
 
     return ConfigError(message)
 
@@ -194,7 +194,7 @@ class RunRecord:
     error: str | None = None
     warning: str | None = None
     """A health warning of the running job, e.g. a spiking network whose layers never fire
-    (``dsqn_rllib.spike_health``); None while all is well."""
+    (``dsqn_rllib.snn.spike_health``); None while all is well."""
     host: str = ""
     pid: int = 0
 

@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-from dsqn_rllib.config import ConfigError, TrainConfig
-from dsqn_rllib.models import QNetwork, build_q_network
+from dsqn_rllib.config import TrainConfig
+from dsqn_rllib.errors import ConfigError
+from dsqn_rllib.snn.networks import QNetwork, build_q_network
 
 CONFIG_FILE = "train_config.json"
 PROGRESS_FILE = "progress.json"

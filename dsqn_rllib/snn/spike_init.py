@@ -24,7 +24,7 @@ from enum import Enum
 import torch
 from torch import Tensor
 
-from dsqn_rllib.models import SpikingQNetwork
+from dsqn_rllib.snn.networks import SpikingQNetwork
 
 
 class SpikeInit(str, Enum):

@@ -56,7 +56,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dsqn_rllib.checks import require_int
+from dsqn_rllib.errors import require_int
 
 # Storage dtype of each per-entry field (frames are uint8 pixels).
 FRAME_DTYPE = np.uint8

@@ -38,14 +38,14 @@ import torch
 from gymnasium.vector import AutoresetMode
 from torch import nn
 
-from dsqn_rllib.atari import (
+from dsqn_rllib.envs.atari import (
     EVAL_MAX_EPISODE_FRAMES,
     AtariConfig,
     make_atari_env,
     make_atari_vector_env,
     resolve_game,
 )
-from dsqn_rllib.checks import require_int
+from dsqn_rllib.errors import require_int
 
 # Parallel envs when EvalConfig.num_envs is None: enough to batch inference, few enough that
 # the last env to finish its quota does not leave the others idle for long.
@@ -299,7 +299,7 @@ def evaluate(
     """Score ``net`` on ``env`` with the evaluation protocol of Mnih et al. 2015 / Chen et al.
 
     ``env`` is a Gymnasium id with vector observations (``"CartPole-v1"``) or any Atari game
-    :func:`~dsqn_rllib.atari.resolve_game` accepts (``"pong"``, ``"ALE/Pong-v5"``). Atari envs
+    :func:`~dsqn_rllib.envs.atari.resolve_game` accepts (``"pong"``, ``"ALE/Pong-v5"``). Atari envs
     use ``atari`` (default: ``AtariConfig()``; its game is replaced by ``env``) in its
     evaluation variant: no-op starts, no life loss, unclipped rewards, episodes capped at
     ``config.max_episode_frames`` emulator frames (Machado et al. 2018). Actions are ε-greedy

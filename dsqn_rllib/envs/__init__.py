@@ -1,0 +1,1 @@
+"""Environments: Atari through ale-py (the DQN protocol's wrappers, written out in order)."""

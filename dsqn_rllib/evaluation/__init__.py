@@ -1,0 +1,1 @@
+"""The paper's evaluation protocol, GIFs of episodes, and the run report's plots."""

@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, the run registry (Redis or SQLite), checkpoints, runtime."""
