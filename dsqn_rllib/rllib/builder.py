@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-from enum import Enum
-
 import torch
 from ray.rllib.algorithms.dqn import DQNConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from dsqn_rllib.config import ApiStack, TrainConfig
-from dsqn_rllib.rllib.config import DSQNConfig
-from dsqn_rllib.snn.networks import SpikingConfig
+from dsqn_rllib.rllib.config import DSQNConfig, network_options
 
 
 def learner_uses_gpu(cfg: TrainConfig) -> bool:
@@ -33,17 +29,9 @@ def build_algorithm_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
 
 def to_dsqn_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DSQNConfig:
     """``cfg``'s options as the ``DSQNConfig`` that holds them for RLlib (and Tune)."""
-    network = {
-        "model": cfg.model.value,
-        **{
-            f.name: (v.value if isinstance(v, Enum) else v)
-            for f in dataclasses.fields(SpikingConfig)
-            for v in [getattr(cfg.spiking, f.name)]
-        },
-        "hidden_sizes": tuple(cfg.hidden_sizes),
-        "spike_init": cfg.spike_init.value,
-        "spike_init_rate": cfg.spike_init_rate,
-    }
+    network = network_options(
+        cfg.model, cfg.spiking, tuple(cfg.hidden_sizes), cfg.spike_init, cfg.spike_init_rate
+    )
     config = (
         DSQNConfig()
         .environment(cfg.game or cfg.env)

@@ -47,19 +47,32 @@ from dsqn_rllib.errors import ConfigError, check_int, check_number
 from dsqn_rllib.snn.networks import ModelKind, SpikingConfig, spiking_config
 from dsqn_rllib.snn.spike_init import DEFAULT_TARGET_RATE, SpikeInit
 
+
 # The network's options in ``rl_module(model_config=...)``, with their defaults (the authors'
 # code, see SpikingConfig). ``hidden_sizes`` applies to the MLPs of vector observations only.
-NETWORK_DEFAULTS: dict[str, Any] = {
-    "model": ModelKind.DSQN.value,
-    **{
-        f.name: (v.value if hasattr(v, "value") else v)
-        for f in dataclasses.fields(SpikingConfig)
-        for v in [getattr(SpikingConfig(), f.name)]
-    },
-    "hidden_sizes": (256, 256),
-    "spike_init": SpikeInit.DEFAULT.value,
-    "spike_init_rate": DEFAULT_TARGET_RATE,
-}
+def network_options(
+    model: ModelKind = ModelKind.DSQN,
+    spiking: SpikingConfig | None = None,
+    hidden_sizes: tuple[int, ...] = (256, 256),
+    spike_init: SpikeInit = SpikeInit.DEFAULT,
+    spike_init_rate: float = DEFAULT_TARGET_RATE,
+) -> dict[str, Any]:
+    """The network's options as ``rl_module(model_config=...)`` takes them (plain values)."""
+    spiking = spiking or SpikingConfig()
+    return {
+        "model": ModelKind(model).value,
+        **{
+            f.name: (v.value if hasattr(v, "value") else v)
+            for f in dataclasses.fields(SpikingConfig)
+            for v in [getattr(spiking, f.name)]
+        },
+        "hidden_sizes": tuple(hidden_sizes),
+        "spike_init": SpikeInit(spike_init).value,
+        "spike_init_rate": spike_init_rate,
+    }
+
+
+NETWORK_DEFAULTS: dict[str, Any] = network_options()
 _SPIKING_KEYS = tuple(f.name for f in dataclasses.fields(SpikingConfig))
 # DQNConfig puts these into every RLModule's model_config (``_model_config_auto_includes``).
 _DQN_AUTO_KEYS = ("double_q", "dueling", "epsilon", "num_atoms", "std_init", "v_max", "v_min")
