@@ -243,3 +243,23 @@ def test_rl_module_refuses_dueling_and_distributional_q_in_one_line(
     with pytest.raises(ValueError) as info:
         new_stack_module(HWC, **training)
     assert str(info.value) == message
+
+
+def test_building_the_rl_module_logs_no_unavoidable_deprecation(caplog: object) -> None:
+    """Ray 2.60 logs an RLModuleConfig deprecation for every RLModule built; ours drops that
+    one message (a user cannot act on it) and nothing else."""
+    import logging
+
+    import gymnasium as gym
+    import numpy as np
+
+    from dsqn_rllib.rllib import DSQNConfig
+
+    config = DSQNConfig().environment("CartPole-v1").rl_module(model_config={"T": 2})
+    spaces = {"default_policy": (gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2))}
+    with caplog.at_level(logging.WARNING):  # type: ignore[attr-defined]
+        config.get_rl_module_spec(spaces=spaces, inference_only=True).build()
+        logging.getLogger("ray._common.deprecation").warning("another deprecation")
+    messages = [r.getMessage() for r in caplog.records]  # type: ignore[attr-defined]
+    assert not any("RLModuleConfig" in m for m in messages), messages
+    assert "another deprecation" in messages

@@ -24,6 +24,7 @@ it: an image stack channel-first (C, H, W) or channel-last (H, W, C), or a vecto
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -64,6 +65,19 @@ def check_plain_q_head(
         f"{owner} does not support {', '.join(asked)}: "
         f"set .training({', '.join(fixes)}) on the DQNConfig{why}"
     )
+
+
+class _DropUnavoidableRLModuleConfigNotice(logging.Filter):
+    """Ray 2.60's ``RLModule.__init__`` builds a deprecated ``RLModuleConfig`` for every module,
+    RLlib's stock ones included, and that logs "RLModule(config=[RLModuleConfig object]) has
+    been deprecated" although no caller passes a config: a notice nobody can act on. Exactly
+    that message is dropped; every other deprecation still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "RLModule(config=[RLModuleConfig object])" not in record.getMessage()
+
+
+logging.getLogger("ray._common.deprecation").addFilter(_DropUnavoidableRLModuleConfigNotice())
 
 
 class QNetworkRLModule(DefaultDQNTorchRLModule):
