@@ -398,8 +398,8 @@ def health_row(d: db.Dashboard) -> None:
     d.with_panel(
         lines(
             "Time since checkpoint",
-            "Seconds since the last full checkpoint was written",
-            [query(f"dsqn_seconds_since_checkpoint{{{SEL}}}", "{{run_id}}")],
+            "Seconds since the last full checkpoint was written (since the start before the first)",
+            [query(f"time() - dsqn_last_checkpoint_timestamp_seconds{{{SEL}}}", "{{run_id}}")],
             unit="s",
             width=12,
             soft_min=0,

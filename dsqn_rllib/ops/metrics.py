@@ -15,7 +15,7 @@ per-runner series carry a ``runner`` index, per-layer ones a ``layer`` name):
                  dsqn_weight_sync_seconds, dsqn_replay_size, dsqn_replay_occupancy_ratio
     health       dsqn_td_loss, dsqn_q_mean, dsqn_q_max, dsqn_epsilon, dsqn_target_syncs_total,
                  dsqn_nonfinite_grad_skips_total, dsqn_runner_restarts_total,
-                 dsqn_env_runners_healthy, dsqn_seconds_since_checkpoint
+                 dsqn_env_runners_healthy, dsqn_last_checkpoint_timestamp_seconds
 
 The run's counters exist from the start at 0 (a run without a restart still has
 ``dsqn_runner_restarts_total 0``), so dashboards and alerts see 0, not "no data".
@@ -172,9 +172,15 @@ class PrometheusExporter:
             "nonfinite_grad_skips", "Learner updates skipped: a gradient held an inf or NaN"
         )
         self.restarts = counter("runner_restarts", "Env-runner actors restarted after a failure")
-        self.healthy_runners = gauge("env_runners_healthy", "Env-runner actors alive now")
-        self.since_checkpoint = gauge(
-            "seconds_since_checkpoint", "Seconds since the last checkpoint"
+        self.healthy_runners = gauge(
+            "env_runners_healthy",
+            "Env runners alive now (the learner's own runner counts when it is the only one)",
+        )
+        # A timestamp, not an age (Prometheus practice: the age is time() - it, and a stalled
+        # exporter cannot make a run look freshly checkpointed).
+        self.last_checkpoint = gauge(
+            "last_checkpoint_timestamp_seconds",
+            "Unix time of the last full checkpoint (the run's start until the first one)",
         )
         self._last: dict[str, float] = {}
         self._last_checkpoint = time.time()
@@ -265,7 +271,7 @@ class PrometheusExporter:
         # Prometheus wants base units: joules (values are ~1e-5 J per Atari inference).
         self._set(self.energy, None if energy_pj is None else energy_pj * 1e-12)
         self._set(self.twin_energy, None if twin_energy_pj is None else twin_energy_pj * 1e-12)
-        self._set(self.since_checkpoint, time.time() - self._last_checkpoint)
+        self._set(self.last_checkpoint, self._last_checkpoint)
 
     def record_evaluation(self, mean: float, maximum: float) -> None:
         self._set(self.eval_mean, mean)

@@ -460,7 +460,9 @@ class PipelinedDQN(DQN):
             "replay_size": len(self.replay),
             "replay_capacity": self.replay.ring_capacity * self.replay.num_streams,
             "runner_restarts": s.runner_restarts,
-            "healthy_runners": self.env_runner_group.num_healthy_remote_env_runners(),
+            # The learner's own runner counts where it is the only one (num_env_runners=0).
+            "healthy_runners": self.env_runner_group.num_healthy_remote_env_runners()
+            + (self._local_runner is not None),
             "steps_per_runner": dict(s.steps_per_runner),
             **self.network_summary,
             "firing_rates": dict(s.firing_rates),
