@@ -27,13 +27,17 @@ from grafana_foundation_sdk.models import heatmap as heatmap_model
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DataSourceRef,
+    VariableOption,
     VariableRefresh,
     VariableSort,
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 HERE = Path(__file__).resolve().parent
-DATASOURCE = DataSourceRef(type_val="prometheus", uid="dsqn-prometheus")
+PROVISIONED_DATASOURCE_UID = "dsqn-prometheus"
+# Every query names the dashboard's datasource variable (default: the provisioned datasource),
+# so a Grafana with its own Prometheus datasource picks it from a list instead of editing JSON.
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 # Every panel's series selector: the chosen runs of the chosen game (=~: run_id is multi-value).
 SEL = 'run_id=~"$run_id", game=~"$game"'
 # The labels that identify one run's series (metrics.LABELS): vector matching keeps them.
@@ -96,7 +100,16 @@ def single_stat(
     )
 
 
-def variables() -> list[db.QueryVariable]:
+def variables() -> list[db.QueryVariable | db.DatasourceVariable]:
+    datasource = (
+        db.DatasourceVariable("datasource")
+        .label("Prometheus")
+        .description("The Prometheus that scrapes the runs (default: the provisioned one)")
+        .type("prometheus")
+        .current(
+            VariableOption(text=PROVISIONED_DATASOURCE_UID, value=PROVISIONED_DATASOURCE_UID)
+        )
+    )
     run_id = (
         db.QueryVariable("run_id")
         .label("run")
@@ -119,7 +132,7 @@ def variables() -> list[db.QueryVariable]:
         .include_all(True)
         .all_value(".*")
     )
-    return [run_id, game]
+    return [datasource, run_id, game]
 
 
 def summary_row(d: db.Dashboard) -> None:

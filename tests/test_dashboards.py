@@ -113,10 +113,14 @@ def test_dashboards_use_the_provisioned_datasource_and_scrape_interval() -> None
         dashboard = json.loads(path.read_text())
         refs = [p["datasource"] for p in panels(dashboard) if p.get("type") != "row"]
         refs += [t["datasource"] for p in panels(dashboard) for t in p.get("targets", [])]
-        refs += [v["datasource"] for v in dashboard["templating"]["list"]]
-        assert refs and all(r == {"type": "prometheus", "uid": datasource["uid"]} for r in refs)
-        names = {v["name"] for v in dashboard["templating"]["list"]}
-        assert {"run_id", "game"} <= names, path.name
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        refs += [v["datasource"] for v in variables.values() if v["type"] == "query"]
+        # Every query goes through the datasource variable, which defaults to the provisioned one.
+        assert refs and all(r == {"type": "prometheus", "uid": "${datasource}"} for r in refs)
+        choice = variables["datasource"]
+        assert choice["type"] == "datasource" and choice["query"] == "prometheus"
+        assert choice["current"]["value"] == datasource["uid"]
+        assert {"run_id", "game"} <= set(variables), path.name
         for title, expr in panel_queries(dashboard):
             assert '$run_id"' in expr, f"{path.name}: {title!r} ignores the run variable"
         ids = [p["id"] for p in panels(dashboard)]
@@ -286,6 +290,8 @@ def test_every_panel_query_returns_data_from_a_real_run(tmp_path: Path) -> None:
         # Template variables: query-based, they must list this run and game.
         for path in dashboard_files():
             for variable in json.loads(path.read_text())["templating"]["list"]:
+                if variable["type"] != "query":
+                    continue  # the datasource choice: checked against the provisioning above
                 selector, label = re.fullmatch(
                     r"label_values\((\w+(?:\{.*\})?), (\w+)\)", variable["query"]
                 ).groups()
