@@ -90,3 +90,16 @@ def test_a_scrape_counts_once_it_has_read_every_series() -> None:
         assert exporter.scrapes.count == 1
     finally:
         exporter.close()
+
+
+def test_the_process_series_of_the_default_registry_are_kept() -> None:
+    """A custom registry starts empty: the run's endpoint adds the process, platform and GC
+    collectors back (CPU seconds, resident memory, Python version)."""
+    exporter = PrometheusExporter(LABELS, 0)
+    try:
+        values = scrape(exporter)
+        assert values["process_cpu_seconds_total"] > 0
+        assert values["process_resident_memory_bytes"] > 1e6
+        assert "python_info" in values and "python_gc_collections_total" in values
+    finally:
+        exporter.close()

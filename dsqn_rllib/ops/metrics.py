@@ -35,7 +35,15 @@ from collections.abc import Callable, Iterator, Mapping
 from itertools import pairwise
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.metrics_core import Metric
 
 LABELS = ("run_id", "game", "model", "readout")
@@ -107,6 +115,11 @@ class PrometheusExporter:
         self.registry = CollectorRegistry()
         self.scrapes = ScrapeClock()
         self.registry.register(self.scrapes.opening)  # before every series (see ScrapeClock)
+        # The default registry's process and Python series (CPU, memory, open fds, GC): a
+        # custom registry starts without them.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         self.port = int(self._server.server_port)
         self.host = host
