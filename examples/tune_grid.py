@@ -46,7 +46,7 @@ def build_config(
                 "hidden_sizes": (64,),
             }
         )
-        .evaluation(evaluation_interval=2, evaluation_duration=3)
+        .evaluation(evaluation_interval=1, evaluation_duration=3)
         .reporting(min_time_s_per_iteration=1.0)
         .debugging(seed=tune.grid_search(seeds))
         .learners(num_cpus_per_learner=1)

@@ -188,6 +188,21 @@ def test_tune_grid_over_readout_and_T_reports_standard_keys(tmp_path: Path) -> N
         ("max-mem", 2), ("max-mem", 4), ("mean-mem", 2), ("mean-mem", 4),
     }  # fmt: skip
     assert all(r.config["sweep"] == "tune-grid" and r.env_steps >= 600 for r in runs)
+    # `dsqn compare`'s rows: one per grid point, each the best of its run's own evaluations.
+    from dsqn_rllib.evaluation.compare import compare, scores_from_registry
+
+    registry = open_registry(RegistryConfig.resolve(None, "dsqn", run_root=tmp_path))
+    rows = compare(scores_from_registry(registry, sweep="tune-grid"))
+    assert [(r.readout, r.T, r.n) for r in rows] == [
+        ("max-mem", 2, 1), ("max-mem", 4, 1), ("mean-mem", 2, 1), ("mean-mem", 4, 1),
+    ]  # fmt: skip
+    best = {
+        (r.config["network"]["readout"], r.config["network"]["T"]): max(
+            e["mean"] for e in registry.evaluations(r.run_id)
+        )
+        for r in runs
+    }
+    assert all(row.mean == best[(row.readout, row.T)] for row in rows)
 
 
 def test_the_run_observer_keeps_registry_metrics_and_guard_without_our_driver(
