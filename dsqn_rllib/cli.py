@@ -8,6 +8,8 @@
     dsqn report RUN                                                            PNG plots of a run
 
 Every value is checked before Ray starts; a bad one is a single ``dsqn: error: ...`` line.
+``dsqn train`` exits 0 when done, 130 / 143 when SIGINT / SIGTERM stopped it (checkpoint saved,
+the resume command printed), 1 when a checkpoint could not be written, 2 on a bad value.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
 from enum import Enum
@@ -25,6 +28,7 @@ from typing import Any
 
 from dsqn_rllib.config import TrainConfig
 from dsqn_rllib.errors import ConfigError
+from dsqn_rllib.ops.checkpoints import CheckpointError
 from dsqn_rllib.ops.registry import (
     RegistryConfig,
     RegistryError,
@@ -33,6 +37,7 @@ from dsqn_rllib.ops.registry import (
     RunStatus,
     open_registry,
 )
+from dsqn_rllib.ops.stopping import RunAborted, exit_code_for
 from dsqn_rllib.snn.networks import SpikingConfig
 
 _SPIKING_FIELDS = [f for f in dataclasses.fields(SpikingConfig)]
@@ -236,6 +241,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         trainer = Trainer(config_from_args(args))
     summary = trainer.run()
+    if summary.stopped_by is not None:
+        return summary.exit_code  # the trainer printed where the checkpoint is and how to resume
     print(
         f"[{summary.run_id}] done: {summary.env_steps:,} env steps, {summary.updates:,} updates "
         f"in {summary.seconds:,.0f} s; run directory {summary.run_dir}"
@@ -398,6 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RegistryError) as err:
         print(f"dsqn: error: {err}", file=sys.stderr)
         return 2
+    except CheckpointError as err:  # the run is recorded as failed, its last checkpoint kept
+        print(f"dsqn: error: {err}", file=sys.stderr)
+        return 1
+    except RunAborted as err:  # a second stop signal; the trainer printed its line
+        return err.exit_code
+    except KeyboardInterrupt:  # before training started (no checkpoint to save yet)
+        print("dsqn: interrupted", file=sys.stderr)
+        return exit_code_for(signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,9 @@ class TrainConfig:
     eval_epsilon: float = 0.05
     checkpoint_interval: int = 250_000
     """Env steps between checkpoints (the latest is kept, plus the best evaluated)."""
+    checkpoint_every_minutes: float = 30.0
+    """Also write the latest checkpoint after this many minutes of wall time since the last
+    one, so a crash loses minutes, not hours (0: by env steps only)."""
 
     # Health and observability
     silent_layer_patience: int = 5_000
@@ -219,6 +222,7 @@ class TrainConfig:
             if self.metrics_port > 65535:
                 raise ConfigError(f"metrics_port must be <= 65535, got {self.metrics_port}")
         check_number("metrics_final_scrape_timeout_s", self.metrics_final_scrape_timeout_s, 0.0)
+        check_number("checkpoint_every_minutes", self.checkpoint_every_minutes, 0.0)
         check_int("buffer_size", self.buffer_size, self.train_batch_size)
         if not self.hidden_sizes or not all(
             isinstance(h, int) and h >= 1 for h in self.hidden_sizes

@@ -12,6 +12,14 @@ when it starts, a heartbeat with progress every iteration, each checkpoint and e
 the final status. Files are written first, the registry second: after a kill -9 between the two,
 resuming brings the registry up to date from the files. The latest checkpoint is the source of
 truth for the step count; see ``Trainer.resume`` for what happens to evaluations made after it.
+
+The latest checkpoint is written every ``checkpoint_interval`` env steps or
+``checkpoint_every_minutes`` of wall time, whichever is due first. SIGINT or SIGTERM
+(``dsqn_rllib.ops.stopping``) lets the current iteration finish, writes the latest checkpoint
+and ends the run as ``stopped`` (``TrainSummary.stopped_by``); a second one aborts at once
+(``RunAborted``, status ``failed``, the last good checkpoint kept). A checkpoint that cannot be
+written (a full disk) ends the run as ``failed`` with a ``CheckpointError``; its staging folder
+is removed and the previous checkpoint stays as it was.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import contextlib
 import json
 import math
 import os
-import shutil
+import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -38,13 +47,16 @@ from dsqn_rllib.ops.checkpoints import (
     ALGORITHM_DIR,
     LEARNER_DIR,
     PROGRESS_FILE,
+    CheckpointSchedule,
     RunPaths,
     read_checkpoint,
-    replace_dir,
+    write_atomically,
     write_checkpoint_files,
 )
 from dsqn_rllib.ops.metrics import PrometheusExporter
 from dsqn_rllib.ops.registry import (
+    DEFAULT_PREFIX,
+    URL_ENV,
     CheckpointKind,
     RegistryConfig,
     RegistryError,
@@ -56,6 +68,7 @@ from dsqn_rllib.ops.registry import (
     reconcile_evaluations,
     this_host,
 )
+from dsqn_rllib.ops.stopping import RunAborted, StopSignals
 from dsqn_rllib.snn.energy import energy_report
 from dsqn_rllib.snn.networks import QNetwork, build_q_network
 from dsqn_rllib.snn.spike_health import SilentLayerGuard
@@ -74,6 +87,15 @@ class TrainSummary:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     best_eval_return: float = float("-inf")
     seconds: float = 0.0
+    stopped_by: int | None = None
+    """The signal (SIGINT, SIGTERM) that stopped the run before it was done; None: finished."""
+    checkpoint: Path | None = None
+    """The latest checkpoint (what ``dsqn train --resume`` continues from)."""
+
+    @property
+    def exit_code(self) -> int:
+        """0 when finished, 128 + the signal when stopped (130 for SIGINT, 143 for SIGTERM)."""
+        return 0 if self.stopped_by is None else 128 + self.stopped_by
 
 
 @ray.remote(num_cpus=1)
@@ -153,7 +175,10 @@ class Trainer:
         self._pending_eval: tuple[ray.ObjectRef, int, dict] | None = None
         self.exporter: PrometheusExporter | None = None
         self._next_eval = self._next_multiple(self.cfg.eval_interval)
-        self._next_checkpoint = self._next_multiple(self.cfg.checkpoint_interval)
+        self.checkpoints = CheckpointSchedule(
+            self.cfg.checkpoint_interval, self.cfg.checkpoint_every_minutes, self.env_steps
+        )
+        self.stop = StopSignals(prefix=f"[{self.cfg.run_id}] ")
 
     @classmethod
     def resume(
@@ -232,7 +257,9 @@ class Trainer:
     # --- main loop ---------------------------------------------------------------------------
 
     def run(self) -> TrainSummary:
-        """Train to total_steps; the registry sees the run running, then finished or failed."""
+        """Train to total_steps; the registry sees the run running, then finished, stopped (a
+        signal; ``summary.stopped_by``) or failed (the error is raised again; ``RunAborted``
+        after a second signal)."""
         cfg = self.cfg
         self.paths.root.mkdir(parents=True, exist_ok=True)
         (self.paths.root / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -247,13 +274,42 @@ class Trainer:
             )
             summary = self._train()
         except BaseException as err:  # Ctrl-C and SystemExit too: the run did not finish
-            error = _one_line(err)
+            error = "aborted" if isinstance(err, RunAborted) else _one_line(err)
             self._record(
                 lambda r: r.finish(cfg.run_id or "", RunStatus.FAILED, error=error), now=True
             )
+            if isinstance(err, RunAborted):
+                kept = self._latest_checkpoint[0] if self._latest_checkpoint else "none yet"
+                self.out(
+                    f"[{cfg.run_id}] aborted by a second {signal.Signals(err.signum).name}; "
+                    f"last good checkpoint: {kept}"
+                )
             raise
-        self._record(lambda r: r.finish(cfg.run_id or "", RunStatus.FINISHED), now=True)
+        if summary.stopped_by is None:
+            self._record(lambda r: r.finish(cfg.run_id or "", RunStatus.FINISHED), now=True)
+            return summary
+        self._record(lambda r: r.finish(cfg.run_id or "", RunStatus.STOPPED), now=True)
+        self.out(
+            f"[{cfg.run_id}] stopped by {signal.Signals(summary.stopped_by).name} at "
+            f"{summary.env_steps:,} env steps; checkpoint {summary.checkpoint}; "
+            f"resume with: {self.resume_command()}"
+        )
         return summary
+
+    def resume_command(self) -> str:
+        """The exact command that continues this run by its id (with the registry's flags
+        where the defaults would not find it)."""
+        command = ["dsqn", "train", "--resume", self.cfg.run_id or ""]
+        registry = self.registry.config
+        if registry.url is None:
+            run_root = registry.local_path.parent
+            if run_root.resolve() != Path("runs").resolve():
+                command += ["--run-dir", str(run_root)]
+        elif registry.url != os.environ.get(URL_ENV):
+            command += ["--registry-url", registry.url]
+        if registry.prefix != DEFAULT_PREFIX:
+            command += ["--registry-prefix", registry.prefix]
+        return shlex.join(command)
 
     def _train(self) -> TrainSummary:
         from dsqn_rllib.rllib.builder import build_algorithm_config
@@ -271,32 +327,17 @@ class Trainer:
             )
         started = time.time()
         finished = False
-        try:
-            while self.env_steps < cfg.total_steps and not self._reached_stop_return():
-                result = algo.train()
-                report = self._report(result)
-                self._log(report)
-                self._collect_evaluation(block=False)
-                if self.env_steps >= self._next_eval and self._pending_eval is None:
-                    self._start_evaluation()
-                    self._next_eval = self._next_multiple(cfg.eval_interval)
-                if self.env_steps >= self._next_checkpoint:
-                    self.save(self.paths.latest)
-                    self._next_checkpoint = self._next_multiple(cfg.checkpoint_interval)
-            self._collect_evaluation(block=True)
-            if cfg.eval_interval > 0 and (
-                not self.evaluations or self.evaluations[-1]["env_steps"] < self.env_steps
-            ):
-                self._start_evaluation()
-                self._collect_evaluation(block=True)
-            self.save(self.paths.latest)
-            finished = True
-        finally:
-            algo.stop()
-            if self.exporter is not None:
-                if finished:
-                    self._await_final_scrape(self.exporter)
-                self.exporter.close()
+        # Installed after ray.init and the build, which set Ray's SIGTERM handlers (see
+        # dsqn_rllib.ops.stopping); Ray's come back when the run ends.
+        with self.stop:
+            try:
+                finished = self._loop(algo)
+            finally:
+                algo.stop()
+                if self.exporter is not None:
+                    if finished:
+                        self._await_final_scrape(self.exporter)
+                    self.exporter.close()
         return TrainSummary(
             cfg.run_id or "",
             self.paths.root,
@@ -305,7 +346,41 @@ class Trainer:
             self.evaluations,
             self.best_return,
             time.time() - started,
+            stopped_by=None if finished else self.stop.signum,
+            checkpoint=self.paths.latest,
         )
+
+    def _loop(self, algo: Any) -> bool:
+        """Iterate until done or a stop signal, then save the latest checkpoint. True when the
+        run is done (total steps or target return reached, final evaluation made)."""
+        cfg = self.cfg
+        while (
+            self.env_steps < cfg.total_steps
+            and not self._reached_stop_return()
+            and not self.stop.requested
+        ):
+            result = algo.train()  # a signal in here only sets stop.requested
+            report = self._report(result)
+            self._log(report)
+            self._collect_evaluation(block=False)
+            if self.stop.requested:
+                break  # the final save below is the checkpoint; no new evaluation
+            if self.env_steps >= self._next_eval and self._pending_eval is None:
+                self._start_evaluation()
+                self._next_eval = self._next_multiple(cfg.eval_interval)
+            if self.checkpoints.due(self.env_steps):
+                self.save(self.paths.latest)
+        self._collect_evaluation(block=True)  # cut short by a stop signal
+        if (
+            not self.stop.requested
+            and cfg.eval_interval > 0
+            and (not self.evaluations or self.evaluations[-1]["env_steps"] < self.env_steps)
+        ):
+            self._start_evaluation()
+            self._collect_evaluation(block=True)
+        done = not self.stop.requested
+        self.save(self.paths.latest)
+        return done
 
     def _reached_stop_return(self) -> bool:
         target = self.cfg.stop_eval_return
@@ -469,7 +544,7 @@ class Trainer:
             return
         ref, steps, state = self._pending_eval
         ready, _ = ray.wait([ref], timeout=0)
-        while block and not ready:
+        while block and not ready and not self.stop.requested:
             self._heartbeat()
             ready, _ = ray.wait([ref], timeout=HEARTBEAT_WHILE_WAITING_S)
         if not ready:
@@ -516,21 +591,23 @@ class Trainer:
         }
 
     def save(self, path: Path) -> Path:
-        """Write a full checkpoint (learner/algorithm state included) atomically at ``path``."""
-        staging = path.with_name(path.name + ".tmp")
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
-        if self.is_new_stack:
-            self.progress.update(self.algo.get_pipeline_state())
-            self.algo.learner_group.save_to_path(str((staging / LEARNER_DIR).resolve()))
-        else:
-            (staging / ALGORITHM_DIR).mkdir()
-            self.algo.save_checkpoint(str((staging / ALGORITHM_DIR).resolve()))
-        write_checkpoint_files(staging, self.cfg, self._progress_record(), self.online_network())
-        replace_dir(staging, path)
+        """Write a full checkpoint (learner/algorithm state included) atomically at ``path``
+        (``CheckpointError`` when it cannot be: the previous one is kept, no staging left)."""
+
+        def fill(staging: Path) -> None:
+            if self.is_new_stack:
+                self.progress.update(self.algo.get_pipeline_state())
+                self.algo.learner_group.save_to_path(str((staging / LEARNER_DIR).resolve()))
+            else:
+                (staging / ALGORITHM_DIR).mkdir()
+                self.algo.save_checkpoint(str((staging / ALGORITHM_DIR).resolve()))
+            net = self.online_network()
+            write_checkpoint_files(staging, self.cfg, self._progress_record(), net)
+
+        write_atomically(path, fill)
         self.progress["last_checkpoint_time"] = time.time()
         if path == self.paths.latest:
+            self.checkpoints.saved(self.env_steps)
             self._latest_checkpoint = (str(path.resolve()), self.env_steps)
             self._record(
                 lambda r: r.record_checkpoint(
@@ -542,16 +619,16 @@ class Trainer:
         return path
 
     def _save_model_only(self, path: Path, state: dict, steps: int) -> None:
-        staging = path.with_name(path.name + ".tmp")
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
         net = build_q_network(
             self.cfg.model, self.obs_shape, self.num_actions, **self.cfg.model_options()
         )
         net.load_state_dict(state)
-        write_checkpoint_files(staging, self.cfg, self._progress_record(steps), net)
-        replace_dir(staging, path)
+        write_atomically(
+            path,
+            lambda staging: write_checkpoint_files(
+                staging, self.cfg, self._progress_record(steps), net
+            ),
+        )
         self._best_checkpoint = (str(path.resolve()), steps)
         self._record(
             lambda r: r.record_checkpoint(

@@ -5,7 +5,7 @@
     registry.heartbeat(run_id, env_steps=..., updates=..., ...)  # once per training iteration
     registry.record_checkpoint(run_id, CheckpointKind.LATEST, path, env_steps)
     registry.record_evaluation(run_id, evaluation)               # step, game, seed, mean/std/max
-    registry.finish(run_id, RunStatus.FINISHED)                  # or FAILED with the error
+    registry.finish(run_id, RunStatus.FINISHED)                  # STOPPED, or FAILED + error
     for run in registry.list_runs():                             # what `dsqn runs` prints
         run.status_at(time.time(), stale_after_s=120)            # RUNNING turns LOST when silent
 
@@ -67,6 +67,8 @@ class RunStatus(str, Enum):
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
+    STOPPED = "stopped"
+    """Stopped on request (SIGINT / SIGTERM) after a final checkpoint: resumable as it is."""
     LOST = "lost"
     """Never written: a RUNNING run whose heartbeat is older than the reader's threshold."""
 

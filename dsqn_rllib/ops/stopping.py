@@ -1,0 +1,108 @@
+"""Stopping a run on request: SIGINT / SIGTERM end the current iteration, never tear it apart.
+
+    with StopSignals() as stop:               # in the driver's main thread, after ray.init
+        while not done and not stop.requested:
+            algo.train()                      # a signal here only sets stop.signum
+        save(latest)                          # a second signal raises RunAborted at once
+    sys.exit(stop.exit_code)                  # 130 (SIGINT) or 143 (SIGTERM)
+
+The handlers are installed after ``ray.init`` on purpose: ``ray.init`` sets a SIGTERM handler
+that calls ``sys.exit`` and a local head node (``ray._private.node.Node``) replaces it with one
+that kills every Ray process of the node, then exits, while the driver's core worker still
+runs (a C++ stack dump, exit 134, and no checkpoint). Ours replaces theirs for the run and puts
+theirs back when the run ends. Ray starts its own processes with SIGINT blocked, so a
+terminal's Ctrl-C (sent to the whole foreground process group) reaches only the driver.
+
+The first signal writes one short notice with ``os.write`` (a handler may interrupt a
+``print`` in progress; a second ``print`` from the handler would raise "reentrant call").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from types import FrameType, TracebackType
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def exit_code_for(signum: int) -> int:
+    """The shell's convention for a process ended by a signal: 128 + its number."""
+    return 128 + int(signum)
+
+
+class RunAborted(KeyboardInterrupt):
+    """A second stop signal while the run was stopping: give up at once, save nothing more.
+
+    A KeyboardInterrupt, so code that lets Ctrl-C through (Ray's ``ray.get`` among it) lets
+    this through too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"aborted by a second {signal.Signals(signum).name}")
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code_for(self.signum)
+
+
+class StopSignals:
+    """Handlers for SIGINT and SIGTERM that ask the run to stop (a flag checked between
+    iterations); a second signal raises ``RunAborted`` in the main thread.
+
+    Installed on ``__enter__`` (main thread only: elsewhere Python cannot set handlers and
+    this is a no-op, so a Trainer run in a thread keeps Ctrl-C as it was); the previous
+    handlers (Ray's) are put back on ``__exit__``.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        """Starts the notice the first signal writes (e.g. the run id)."""
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.signum is None else exit_code_for(self.signum)
+
+    def request(self, signum: int) -> None:
+        """What a signal does (public so the logic is testable without sending one)."""
+        if self.signum is not None:
+            raise RunAborted(signum)
+        self.signum = int(signum)
+        again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        line = (
+            f"{self.prefix}{signal.Signals(signum).name}: stopping after this iteration and "
+            f"saving a checkpoint ({again} again to abort)\n"
+        )
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # no stderr: flag only
+            os.write(sys.stderr.fileno(), line.encode())
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        del frame
+        self.request(signum)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for signum, previous in self._previous.items():
+            # None: a handler not set from Python; the default is the closest we can restore.
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self._previous.clear()
