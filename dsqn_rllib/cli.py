@@ -26,6 +26,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from dsqn_rllib import experiments
 from dsqn_rllib.config import TrainConfig
 from dsqn_rllib.errors import ConfigError
 from dsqn_rllib.ops.checkpoints import CheckpointError
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{RegistryConfig.stale_after_s:g})",
     )
     runs.add_argument("--json", action="store_true", help="JSON instead of a table")
+    experiments.add_parsers(sub)  # sweep, compare, robustness
     return parser
 
 
@@ -399,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     commands = {"train": _train, "eval": _eval, "report": _report, "runs": _runs}
+    commands.update(experiments.COMMANDS)
     try:
         return commands[args.command](args)
     # Raised only by checks and connections made before any Ray actor starts.

@@ -46,16 +46,23 @@ class SweepPlan:
     """Training iterations between paper-protocol evaluations (an iteration is ~2 s)."""
 
     def networks(self) -> list[dict[str, Any]]:
-        """The network variants: readout x T for the DSQN, one for the DQN twin."""
+        """The network variants: readout x T for the DSQN, one for the DQN twin (a bad model,
+        readout or T is a one-line ``ConfigError``)."""
         variants = []
-        for model in self.models:
-            if ModelKind(model) is ModelKind.DSQN:
-                for readout in self.readouts:
-                    for T in self.Ts:
-                        spiking = spiking_config(readout=readout, T=T)
-                        variants.append(network_options(ModelKind.DSQN, spiking))
-            else:
-                variants.append(network_options(ModelKind.DQN))
+        try:
+            for model in self.models:
+                if ModelKind(model) is ModelKind.DSQN:
+                    for readout in self.readouts:
+                        for T in self.Ts:
+                            spiking = spiking_config(readout=readout, T=T)
+                            variants.append(network_options(ModelKind.DSQN, spiking))
+                else:
+                    variants.append(network_options(ModelKind.DQN))
+        except ValueError as err:
+            message = str(err)
+            if "ModelKind" in message:
+                message = f"model must be dsqn or dqn, got {self.models!r}"
+            raise ConfigError(message) from None
         return variants
 
     @property

@@ -1,0 +1,88 @@
+"""``dsqn sweep``, ``dsqn compare`` and ``dsqn robustness`` as a user types them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = [
+    "--learning-starts", "200", "--buffer-size", "5000", "--train-batch-size", "32",
+]  # fmt: skip
+
+
+def dsqn(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dsqn_rllib.cli", *args],
+        capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    return proc
+
+
+def test_a_preset_prints_its_plan_and_cost_without_starting_anything(tmp_path: Path) -> None:
+    proc = dsqn("sweep", "--preset", "readout-ablation", "--dry-run", "--run-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep readout-ablation: 12 trials" in proc.stdout
+    assert "dsqn last-mem T=8, dsqn max-mem T=8, dsqn mean-mem T=8, dsqn firing-rate T=8" in (
+        proc.stdout
+    )
+    assert not (tmp_path / "readout-ablation").exists()  # no Tune experiment was started
+    bad = dsqn("sweep", "--game", "pong", "--readout", "top-mem", "--dry-run")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "readout" in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_2x2_sweep_then_compare_prints_the_records_numbers(tmp_path: Path) -> None:
+    from dsqn_rllib.ops.registry import RegistryConfig, open_registry
+
+    proc = dsqn(
+        "sweep", "--env", "CartPole-v1", "--model", "dsqn,dqn", "--T", "2", "--seed", "0,1",
+        "--total-steps", "800", *TINY, "--evaluation-interval", "1", "--eval-episodes", "3",
+        "--name", "cp", "--run-dir", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "4 of 4 trials done" in proc.stdout
+    table = dsqn("compare", "--sweep", "cp", "--run-dir", str(tmp_path), "--format", "csv")
+    assert table.returncode == 0, table.stderr
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(table.stdout))}
+    registry = open_registry(RegistryConfig.resolve(None, "dsqn", run_root=tmp_path))
+    best: dict[str, list[float]] = {}
+    for run in registry.list_runs():
+        means = [e["mean"] for e in registry.evaluations(run.run_id)]
+        best.setdefault(run.config["network"]["model"], []).append(max(means))
+    for model in ("dsqn", "dqn"):
+        assert int(rows[model]["n"]) == 2
+        assert float(rows[model]["mean"]) == pytest.approx(sum(best[model]) / 2, abs=0.005)
+    assert float(rows["dsqn"]["vs DQN"]) == pytest.approx(
+        float(rows["dsqn"]["mean"]) - float(rows["dqn"]["mean"]), abs=0.011
+    )
+
+
+@pytest.mark.slow
+def test_robustness_at_eps_0_equals_dsqn_eval_and_draws_its_plot(tmp_path: Path) -> None:
+    train = dsqn(
+        "train", "--env", "CartPole-v1", "--hidden-sizes", "16", "--T", "2",
+        "--num-env-runners", "0", "--envs-per-runner", "2", "--total-steps", "1000", *TINY,
+        "--eval-interval", "0", "--checkpoint-interval", "0", "--run-dir", str(tmp_path),
+        "--run-id", "cp",
+    )  # fmt: skip
+    assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-3000:]
+    run = str(tmp_path / "cp")
+    clean = dsqn("eval", run, "--episodes", "4", "--seed", "5")
+    attacked = dsqn(
+        "robustness", run, "--eps", "0,0.5", "--episodes", "4", "--seed", "5",
+        "--format", "csv", "--png", str(tmp_path / "r.png"),
+    )  # fmt: skip
+    assert attacked.returncode == 0, attacked.stderr[-3000:]
+    table = attacked.stdout[attacked.stdout.index("run,env,") : attacked.stdout.index("wrote ")]
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert [r["eps"] for r in rows] == ["0", "0.5"]
+    clean_mean = float(clean.stdout.split("mean ")[1].split()[0])
+    assert float(rows[0]["mean"]) == pytest.approx(clean_mean, abs=0.005)
+    assert (tmp_path / "r.png").stat().st_size > 1000
