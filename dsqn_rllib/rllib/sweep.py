@@ -17,6 +17,7 @@ plus one DQN variant, not their product with every readout.
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,10 @@ def run_sweep(plan: SweepPlan, base: DSQNConfig, run_root: str | Path, *, verbos
     storage = Path(run_root).expanduser().resolve()
     experiment = storage / plan.name
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
+        if os.environ.get("RAY_ADDRESS"):  # `ray submit` / `ray job submit` on a cluster
+            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+        else:  # a fresh local Ray (never one a `ray start` left on this machine)
+            ray.init(address="local", include_dashboard=False, log_to_driver=False)
     if tune.Tuner.can_restore(str(experiment)):
         tuner = tune.Tuner.restore(
             str(experiment), trainable=config.algo_class, resume_errored=True, param_space=config
