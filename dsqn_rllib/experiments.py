@@ -4,7 +4,7 @@
     dsqn sweep --game pong,breakout --model dsqn,dqn --seed 0,1,2 --total-steps 2000000 \\
         --name s1 --run-dir runs          # a Tune grid; each trial in the run registry
     dsqn sweep --preset paper-17 --dry-run   # the plan and its cost, nothing started
-    dsqn compare --sweep s1 --run-dir runs --format markdown
+    dsqn compare --sweep s1 --run-dir runs --format markdown --curves s1.png
     dsqn robustness runs/dsqn-pong-... runs/dqn-pong-... --attack fgsm --eps 0,0.001,0.005,0.01
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,12 @@ def add_parsers(sub: Any) -> None:
     comp.add_argument("--run-dir", default="runs", help="where the run registry is")
     comp.add_argument("--registry-url", default=None, help="Redis URL (default: $DSQN_REDIS_URL)")
     comp.add_argument("--format", choices=["table", "csv", "markdown", "latex"], default="table")
+    comp.add_argument(
+        "--curves", default=None, help="also plot the learning curves over seeds to this PNG"
+    )
+    comp.add_argument(
+        "--band", choices=["std", "minmax"], default="std", help="the band over seeds"
+    )
 
     rob = sub.add_parser("robustness", help="the paper's evaluation under FGSM / PGD attacks")
     rob.add_argument("runs", nargs="+", help="run directories or checkpoints (DSQN, DQN, ...)")
@@ -146,6 +153,12 @@ def compare(args: argparse.Namespace) -> int:
         where = f"sweep {args.sweep!r}" if args.sweep else "the registry"
         raise ConfigError(f"no evaluated runs in {where} at {registry.where}")
     print(render(rows_of(scores), args.format), end="")
+    if args.curves:
+        from dsqn_rllib.evaluation.compare import curves_from_registry, write_learning_curves
+
+        curves = curves_from_registry(registry, sweep=args.sweep)
+        path = write_learning_curves(curves, args.curves, args.band, title=args.sweep)
+        print(f"wrote {path}", file=sys.stderr)  # stdout stays the table (csv for a pipe)
     return 0
 
 
@@ -168,9 +181,7 @@ def robustness(args: argparse.Namespace) -> int:
 
     eps_list = _split(args.eps, float) or [0.0]
     try:
-        attacks = [
-            AttackConfig(args.attack, eps=e, steps=args.pgd_steps) for e in eps_list
-        ]
+        attacks = [AttackConfig(args.attack, eps=e, steps=args.pgd_steps) for e in eps_list]
         eval_cfg = EvalConfig(
             episodes=args.episodes, seed=args.seed, max_episode_frames=args.max_episode_frames
         )

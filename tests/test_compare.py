@@ -5,17 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import math
+from pathlib import Path
 
 import pytest
 
 from dsqn_rllib.evaluation.compare import (
     HUMAN_REFERENCE,
+    RunCurve,
     RunScore,
     compare,
+    curve_bands,
+    curves_from_registry,
+    draw_learning_curves,
     human_normalized,
     render,
     run_score,
     scores_from_registry,
+    write_learning_curves,
 )
 from dsqn_rllib.ops.registry import RegistryConfig, RunRecord, open_registry
 from dsqn_rllib.snn.readouts import Readout
@@ -91,3 +97,70 @@ def test_scores_come_from_the_registrys_own_records(tmp_path: object) -> None:
         RunScore("tune", "pong", "dqn", "-", None, -3.0),
     ]
     assert run_score(registry.get_run("cli"), []) is None
+
+
+def _curve(
+    run_id: str, model: str, points: list[tuple[int, float]], game: str = "pong"
+) -> RunCurve:
+    readout, T = ("max-mem", 8) if model == "dsqn" else ("-", None)
+    steps, means = zip(*points, strict=True)
+    return RunCurve(run_id, game, model, readout, T, tuple(steps), tuple(means))
+
+
+def test_bands_over_seeds_are_the_records_where_seeds_share_steps() -> None:
+    seeds = [
+        _curve("a", "dsqn", [(100, 1.0), (200, 3.0), (300, 5.0)]),
+        _curve("b", "dsqn", [(100, 3.0), (200, 7.0), (300, 9.0)]),
+        _curve("c", "dqn", [(100, -2.0), (300, 4.0)]),
+    ]
+    dqn, dsqn = curve_bands(seeds)
+    assert (dsqn.n, dsqn.steps, dsqn.mean) == (2, (100, 200, 300), (2.0, 5.0, 7.0))
+    assert dsqn.std == (1.0, 2.0, 2.0)
+    assert (dsqn.low, dsqn.high) == ((1.0, 3.0, 5.0), (3.0, 7.0, 9.0))
+    assert (dqn.n, dqn.steps, dqn.mean, dqn.std) == (1, (100, 300), (-2.0, 4.0), (0.0, 0.0))
+    assert dsqn.label == "dsqn max-mem T=8 (n=2)" and dqn.label == "dqn (n=1)"
+
+
+def test_seeds_evaluated_at_different_steps_meet_on_the_range_they_share() -> None:
+    """Seed a at 100, 300, 500; seed b at 200, 400: the grid is 200, 300, 400 (both cover
+    200..400); a at 200 and 400, b at 300 are interpolated between their own records."""
+    a = _curve("a", "dsqn", [(100, 0.0), (300, 10.0), (500, 20.0)])
+    b = _curve("b", "dsqn", [(200, 4.0), (400, 8.0)])
+    (band,) = curve_bands([a, b])
+    assert band.steps == (200, 300, 400)
+    assert band.low == (4.0, 6.0, 8.0) and band.high == (5.0, 10.0, 15.0)
+    assert band.mean == (4.5, 8.0, 11.5)
+
+
+def test_the_figure_draws_the_records_one_subplot_per_game(tmp_path: Path) -> None:
+    curves = [
+        _curve("a", "dsqn", [(100, 1.0), (200, 3.0)]),
+        _curve("b", "dsqn", [(100, 3.0), (200, 7.0)]),
+        _curve("c", "dqn", [(100, 0.5), (200, 1.5)]),
+        _curve("d", "dqn", [(100, 400.0), (200, 800.0)], game="breakout"),
+    ]
+    fig = draw_learning_curves(curves, band="minmax")
+    breakout, pong = (ax for ax in fig.axes if ax.get_visible())
+    assert (breakout.get_title(), pong.get_title()) == ("breakout", "pong")
+    lines = {tuple(line.get_ydata()) for line in pong.lines}
+    assert {(1.0, 3.0), (3.0, 7.0), (0.5, 1.5), (2.0, 5.0)} <= lines  # seeds and the dsqn mean
+    (dsqn_band,) = [c for c in pong.collections if c.get_paths()[0].vertices[:, 1].max() == 7.0]
+    assert dsqn_band.get_paths()[0].vertices[:, 1].min() == 1.0  # min-max: lowest seed
+    png = write_learning_curves(curves, tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no evaluated runs"):
+        draw_learning_curves([])
+
+
+def test_curves_come_from_the_registrys_records(tmp_path: Path) -> None:
+    """Sorted by step, superseded left out, the last record of a repeated step kept."""
+    registry = open_registry(RegistryConfig.resolve(None, "dsqn", run_root=tmp_path))
+    registry.start_run(RunRecord(run_id="r", env="pong", model="dqn", config={"sweep": "s"}))
+    for steps, mean, superseded in [(300, 3.0, False), (100, 1.0, False), (200, 9.0, True),
+                                    (300, 4.0, False)]:  # fmt: skip
+        registry.record_evaluation(
+            "r", {"env_steps": steps, "attempt": 0, "mean": mean, "superseded": superseded}
+        )
+    (curve,) = curves_from_registry(registry, sweep="s")
+    assert (curve.steps, curve.means) == ((100, 300), (1.0, 4.0))
+    assert curves_from_registry(registry, sweep="other") == []

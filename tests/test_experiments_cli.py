@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import subprocess
 import sys
@@ -39,7 +40,9 @@ def test_a_preset_prints_its_plan_and_cost_without_starting_anything(tmp_path: P
 
 @pytest.mark.slow
 def test_a_2x2_sweep_then_compare_prints_the_records_numbers(tmp_path: Path) -> None:
+    from dsqn_rllib.evaluation.compare import curves_from_registry
     from dsqn_rllib.ops.registry import RegistryConfig, open_registry
+    from dsqn_rllib.ops.tensorboard import read_scalars
 
     proc = dsqn(
         "sweep", "--env", "CartPole-v1", "--model", "dsqn,dqn", "--T", "2", "--seed", "0,1",
@@ -48,8 +51,13 @@ def test_a_2x2_sweep_then_compare_prints_the_records_numbers(tmp_path: Path) -> 
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "4 of 4 trials done" in proc.stdout
-    table = dsqn("compare", "--sweep", "cp", "--run-dir", str(tmp_path), "--format", "csv")
+    png = tmp_path / "curves.png"
+    table = dsqn(
+        "compare", "--sweep", "cp", "--run-dir", str(tmp_path), "--format", "csv",
+        "--curves", str(png), "--band", "minmax",
+    )  # fmt: skip
     assert table.returncode == 0, table.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {png}" in table.stderr
     rows = {r["model"]: r for r in csv.DictReader(io.StringIO(table.stdout))}
     registry = open_registry(RegistryConfig.resolve(None, "dsqn", run_root=tmp_path))
     best: dict[str, list[float]] = {}
@@ -62,6 +70,26 @@ def test_a_2x2_sweep_then_compare_prints_the_records_numbers(tmp_path: Path) -> 
     assert float(rows["dsqn"]["vs DQN"]) == pytest.approx(
         float(rows["dsqn"]["mean"]) - float(rows["dqn"]["mean"]), abs=0.011
     )
+    # The curves are the records: each run's evaluations, exactly.
+    curves = {c.run_id: c for c in curves_from_registry(registry, sweep="cp")}
+    assert len(curves) == 4
+    for run in registry.list_runs():
+        records = sorted((e["env_steps"], e["mean"]) for e in registry.evaluations(run.run_id))
+        assert list(zip(curves[run.run_id].steps, curves[run.run_id].means, strict=True)) == records
+    # Tune writes each trial's TensorBoard events itself (TBXLoggerCallback: tensorboardX
+    # comes with ray[rllib]): result["dsqn"] flattened under ray/tune/dsqn/, at step
+    # training_iteration (our results carry no timesteps_total).
+    trials = sorted(p.parent for p in (tmp_path / "cp").glob("*/events.out.tfevents.*"))
+    assert len(trials) == 4
+    scalars = read_scalars(trials[0])
+    results = [json.loads(line) for line in (trials[0] / "result.json").read_text().splitlines()]
+    assert [s for s, _ in scalars["ray/tune/dsqn/env_steps"]] == [
+        r["training_iteration"] for r in results
+    ]
+    assert [v for _, v in scalars["ray/tune/dsqn/env_steps"]] == [
+        r["dsqn"]["env_steps"] for r in results
+    ]
+    assert {"ray/tune/dsqn/td_loss", "ray/tune/dsqn/epsilon"} <= set(scalars)
 
 
 @pytest.mark.slow

@@ -6,6 +6,11 @@ human-normalized mean, and for a DSQN row the difference to the DQN rows of the 
 its standard error. The numbers come only from the runs' own evaluation records (the run
 registry); nothing is recomputed.
 
+Learning curves (``dsqn compare --curves PNG``): each run's evaluation means against env steps,
+one subplot per game, per (model, readout, T) the mean over seeds with a band (± std or
+min-max) and each seed's own records; see ``CurveBand`` for how seeds evaluated at different
+steps are put on one grid.
+
 Human-normalized score: ``(score - random) / (human - random)``, with the random and human
 reference scores of the Atari-57 tables (up to 30 no-op starts, 108k-frame episodes) as
 tabulated in DeepMind's DQN Zoo (``atari_data.py``, from Badia et al. 2020, Agent57).
@@ -19,6 +24,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 # (random, human) reference scores of the paper's 17 games (DQN Zoo's atari_data.py).
@@ -85,12 +91,9 @@ class CompareRow:
     """Standard error of that difference: sqrt(std²/n + std_dqn²/n_dqn)."""
 
 
-def run_score(record: Any, evaluations: Sequence[Mapping[str, Any]]) -> RunScore | None:
-    """The run's key and best evaluation mean; None for a run without evaluations. Reads both
-    record kinds: ``dsqn train``'s (a TrainConfig) and ``RunObserver``'s (a DSQNConfig)."""
-    means = [float(e["mean"]) for e in evaluations if not e.get("superseded")]
-    if not means:
-        return None
+def run_key(record: Any) -> tuple[str, str, str, int | None]:
+    """(game, model, readout, T) of a registry record. Reads both record kinds:
+    ``dsqn train``'s (a TrainConfig) and ``RunObserver``'s (a DSQNConfig)."""
     config = record.config or {}
     network = config.get("network")
     if network is not None:  # RunObserver
@@ -104,7 +107,15 @@ def run_score(record: Any, evaluations: Sequence[Mapping[str, Any]]) -> RunScore
         )
     if model != "dsqn":
         readout, T = "-", None  # the DQN twin has neither
-    return RunScore(record.run_id, record.env, model, str(readout), T, max(means))
+    return record.env, model, str(readout), T
+
+
+def run_score(record: Any, evaluations: Sequence[Mapping[str, Any]]) -> RunScore | None:
+    """The run's key and best evaluation mean; None for a run without evaluations."""
+    means = [float(e["mean"]) for e in evaluations if not e.get("superseded")]
+    if not means:
+        return None
+    return RunScore(record.run_id, *run_key(record), max(means))
 
 
 def compare(scores: Iterable[RunScore]) -> list[CompareRow]:
@@ -205,3 +216,181 @@ def scores_from_registry(registry: Any, sweep: str | None = None) -> list[RunSco
         if score is not None:
             scores.append(score)
     return scores
+
+
+# --- learning curves ----------------------------------------------------------------------------
+
+
+class Band(str, Enum):
+    """What the shaded band over seeds shows."""
+
+    STD = "std"
+    """mean ± population standard deviation"""
+    MINMAX = "minmax"
+    """the lowest to the highest seed"""
+
+
+@dataclass(frozen=True)
+class RunCurve:
+    """One run's evaluation means against env steps, as recorded (superseded ones left out)."""
+
+    run_id: str
+    game: str
+    model: str
+    readout: str
+    T: int | None
+    steps: tuple[int, ...]
+    means: tuple[float, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str, int | None]:
+        return self.game, self.model, self.readout, self.T
+
+
+@dataclass(frozen=True)
+class CurveBand:
+    """The seeds of one (game, model, readout, T) on one step grid: their mean and spread.
+
+    The grid is every step at which some seed was evaluated, within the range every seed
+    covers (seeds are evaluated at different env steps: an iteration ends on time, not on a
+    step count). A seed's value at a step where it has no record is linearly interpolated
+    between its two neighbouring records; where all seeds share the steps, every number is
+    a record's. One seed: its records exactly, no spread.
+    """
+
+    game: str
+    model: str
+    readout: str
+    T: int | None
+    n: int
+    steps: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        if self.model != "dsqn":
+            return f"{self.model} (n={self.n})"
+        return f"{self.model} {self.readout} T={self.T} (n={self.n})"
+
+
+def run_curve(record: Any, evaluations: Sequence[Mapping[str, Any]]) -> RunCurve | None:
+    """The run's evaluations sorted by env steps (the later record of a step repeated);
+    None without evaluations."""
+    by_step: dict[int, float] = {}
+    for e in evaluations:
+        if not e.get("superseded"):
+            by_step[int(e["env_steps"])] = float(e["mean"])
+    if not by_step:
+        return None
+    steps = tuple(sorted(by_step))
+    return RunCurve(record.run_id, *run_key(record), steps, tuple(by_step[s] for s in steps))
+
+
+def curves_from_registry(registry: Any, sweep: str | None = None) -> list[RunCurve]:
+    """Every run of the registry (of one sweep, when named) that has evaluations."""
+    curves = []
+    for record in registry.list_runs():
+        if sweep is not None and (record.config or {}).get("sweep") != sweep:
+            continue
+        curve = run_curve(record, registry.evaluations(record.run_id))
+        if curve is not None:
+            curves.append(curve)
+    return curves
+
+
+def _interp(x: float, xs: Sequence[int], ys: Sequence[float]) -> float:
+    """Linear interpolation of (xs, ys) at ``x`` (xs sorted, x within them); a record's own
+    value where ``x`` is one of xs."""
+    for i, xi in enumerate(xs):
+        if xi == x:
+            return ys[i]
+        if xi > x:
+            x0, y0 = xs[i - 1], ys[i - 1]
+            return y0 + (ys[i] - y0) * (x - x0) / (xi - x0)
+    raise ValueError(f"step {x} outside {xs[0]}..{xs[-1]}")
+
+
+def curve_bands(curves: Iterable[RunCurve]) -> list[CurveBand]:
+    """One band per (game, model, readout, T), in the table's order (see ``CurveBand``)."""
+    groups: dict[tuple[str, str, str, int | None], list[RunCurve]] = {}
+    for c in curves:
+        groups.setdefault(c.key, []).append(c)
+    bands = []
+    for key, runs in sorted(groups.items(), key=_order):
+        first = max(r.steps[0] for r in runs)
+        last = min(r.steps[-1] for r in runs)
+        grid = sorted({s for r in runs for s in r.steps if first <= s <= last})
+        columns = [[_interp(s, r.steps, r.means) for r in runs] for s in grid]
+        stats = [_mean_std(values) for values in columns]
+        bands.append(
+            CurveBand(
+                *key,
+                n=len(runs),
+                steps=tuple(grid),
+                mean=tuple(m for m, _ in stats),
+                std=tuple(sd for _, sd in stats),
+                low=tuple(min(v) for v in columns),
+                high=tuple(max(v) for v in columns),
+            )
+        )
+    return bands
+
+
+def draw_learning_curves(
+    curves: Sequence[RunCurve], band: Band | str = Band.STD, title: str | None = None
+) -> Any:
+    """A matplotlib Figure: one subplot per game; per (model, readout, T) the mean over seeds
+    (a line), its band, and each seed's own records (thin, same colour)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    band = Band(band)
+    bands = curve_bands(curves)
+    games = sorted({b.game for b in bands})
+    if not games:
+        raise ValueError("no evaluated runs to draw")
+    cols = min(3, len(games))
+    rows = math.ceil(len(games) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
+    for ax, game in zip(axes.flat, games, strict=False):
+        for i, b in enumerate(x for x in bands if x.game == game):
+            color = f"C{i % 10}"
+            for c in (c for c in curves if c.key == (b.game, b.model, b.readout, b.T)):
+                ax.plot(c.steps, c.means, color=color, alpha=0.35, linewidth=0.8, marker=".")
+            ax.plot(b.steps, b.mean, color=color, linewidth=2, label=b.label)
+            if band is Band.STD:
+                lo = [m - s for m, s in zip(b.mean, b.std, strict=True)]
+                hi = [m + s for m, s in zip(b.mean, b.std, strict=True)]
+            else:
+                lo, hi = list(b.low), list(b.high)
+            ax.fill_between(b.steps, lo, hi, color=color, alpha=0.2, linewidth=0)
+        ax.set(xlabel="env steps", ylabel="evaluation return", title=game)
+        ax.legend(fontsize="small")
+    for ax in axes.flat[len(games) :]:
+        ax.set_visible(False)
+    spread = "± std" if band is Band.STD else "min-max"
+    fig.suptitle(f"{title + ': ' if title else ''}mean over seeds, band {spread}; thin: seeds")
+    fig.tight_layout()
+    return fig
+
+
+def write_learning_curves(
+    curves: Sequence[RunCurve],
+    path: str | Path,
+    band: Band | str = Band.STD,
+    title: str | None = None,
+) -> Path:
+    """``draw_learning_curves`` saved as a PNG at ``path``; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig = draw_learning_curves(curves, band, title)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
