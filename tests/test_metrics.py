@@ -6,8 +6,10 @@ import threading
 import time
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dsqn_rllib.errors import ConfigError
 from dsqn_rllib.ops.metrics import PrometheusExporter
 
 LABELS = {"run_id": "r", "game": "pong", "model": "dsqn", "readout": "max-mem"}
@@ -36,7 +38,9 @@ def test_the_final_values_are_served_to_the_next_scrape_before_the_endpoint_clos
     exporter = PrometheusExporter(LABELS, 0)
     try:
         assert "dsqn_eval_return_mean" not in scrape(exporter)  # no evaluation yet
-        assert exporter.final_scrape_wait_s(120.0) == 120.0  # one scrape: no interval known yet
+        time.sleep(0.5)
+        scrape(exporter)  # a scraper at work: every 0.5 s
+        assert 1.0 <= exporter.final_scrape_wait_s(120.0) < 120.0
         exporter.record_evaluation(-20.5, -19.0)  # the run's last evaluation, just before its end
 
         later: list[dict[str, float]] = []
@@ -46,9 +50,39 @@ def test_the_final_values_are_served_to_the_next_scrape_before_the_endpoint_clos
         scraper.join()
         assert later[0]["dsqn_eval_return_mean"] == -20.5
         assert later[0]["dsqn_eval_return_max"] == -19.0
-        assert exporter.scrapes.count == 2  # complete scrapes: the one before and the awaited one
+        assert exporter.scrapes.count == 3  # complete scrapes: two before and the awaited one
     finally:
         exporter.close()
+
+
+def test_a_single_manual_scrape_does_not_hold_the_end_of_the_run() -> None:
+    """One ``curl`` shows no scraper at work: the end of the run does not wait 120 s for a
+    second one; nor after a scraper that stopped (its last scrape long past its interval)."""
+    exporter = PrometheusExporter(LABELS, 0)
+    try:
+        scrape(exporter)
+        exporter.record_evaluation(1.0, 2.0)
+        started = time.monotonic()
+        assert exporter.final_scrape_wait_s(120.0) == 0.0
+        assert exporter.wait_for_scrape(120.0) is False
+        assert time.monotonic() - started < 1.0
+        scrape(exporter)
+        time.sleep(0.05)
+        scrape(exporter)  # a scraper every ~0.05 s ...
+        assert exporter.final_scrape_wait_s(120.0) > 0
+        time.sleep(0.5)  # ... that stopped
+        assert exporter.final_scrape_wait_s(120.0) == 0.0
+    finally:
+        exporter.close()
+
+
+def test_a_metrics_port_taken_after_the_preflight_is_one_line() -> None:
+    taken = PrometheusExporter(LABELS, 0)
+    try:
+        with pytest.raises(ConfigError, match=rf"cannot serve metrics on 127.0.0.1:{taken.port}"):
+            PrometheusExporter(LABELS, taken.port)
+    finally:
+        taken.close()
 
 
 def test_the_wait_is_bounded_by_twice_the_scrape_interval_seen() -> None:

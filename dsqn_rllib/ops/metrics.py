@@ -98,6 +98,11 @@ class ScrapeClock:
             began = list(self._began)
         return max((b - a for a, b in pairwise(began)), default=None)
 
+    def seconds_since_last(self) -> float | None:
+        """Seconds since the last complete scrape began (None before the first)."""
+        with self._changed:
+            return time.monotonic() - self._began[-1] if self._began else None
+
     def wait_for_read_since(self, since: float, timeout_s: float) -> bool:
         """Block until a scrape that began at ``since`` (``time.monotonic()``) or later has read
         every series, at most ``timeout_s``; True when one has."""
@@ -120,7 +125,16 @@ class PrometheusExporter:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as err:  # checked before Ray starts (preflight); taken since then
+            from dsqn_rllib.errors import ConfigError
+
+            reason = err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port}: {reason}; pick another --metrics-port "
+                "(0: any free port) or --metrics-host"
+            ) from None
         self.port = int(self._server.server_port)
         self.host = host
         r = self.registry
@@ -205,12 +219,17 @@ class PrometheusExporter:
         self.registry.register(self.scrapes.closing)  # after every series
 
     def final_scrape_wait_s(self, timeout_s: float) -> float:
-        """How long ``wait_for_scrape`` may wait: 0 when nothing scrapes this endpoint, else
-        ``timeout_s`` or twice the longest recent gap between scrapes, whichever is shorter."""
-        if self.scrapes.count == 0 or timeout_s <= 0:
+        """How long ``wait_for_scrape`` may wait: ``timeout_s`` or twice the longest recent
+        gap between scrapes, whichever is shorter; 0 unless a scraper is still at work (two
+        scrapes or more, the last within twice that gap): a single manual ``curl``, or a
+        Prometheus that stopped scraping, must not hold the end of the run."""
+        if self.scrapes.count < 2 or timeout_s <= 0:
             return 0.0
         gap = self.scrapes.longest_recent_gap()
-        return timeout_s if gap is None else min(timeout_s, 2 * gap)
+        since_last = self.scrapes.seconds_since_last()
+        if gap is None or since_last is None or since_last > 2 * gap:
+            return 0.0
+        return min(timeout_s, 2 * gap)
 
     def wait_for_scrape(self, timeout_s: float, values_set_at: float | None = None) -> bool:
         """Keep serving until a scrape that began after the current values were set (at
