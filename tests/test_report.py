@@ -76,9 +76,17 @@ def test_layer_spikes_are_each_lif_layers_spikes_over_t(
     for layer, s in spikes.items():
         assert tuple(s.shape) == (4, firing_dsqn.spiking_neurons[layer])
         assert set(s.unique().tolist()) == {0.0, 1.0}, f"{layer} does not fire on Pong"
-    # The encoder's spikes, by the LIF equations written out (constant input current).
-    with torch.no_grad():
-        x = firing_dsqn.layers["conv1"](frame.unsqueeze(0).float() / 255).flatten()
+    # The encoder's spikes, by the LIF equations written out on the current the network
+    # computed (its conv's own output, whatever memory layout it ran in).
+    currents: list[torch.Tensor] = []
+    hook = firing_dsqn.layers["conv1"].register_forward_hook(
+        lambda _m, _a, out: currents.append(out.detach())
+    )
+    try:
+        layer_spikes(firing_dsqn, frame)
+    finally:
+        hook.remove()
+    x = currents[0].flatten()
     v, expected = torch.zeros_like(x), []
     for _ in range(4):
         h = v + (x - v) / 2.0  # tau 2, V_reset 0
@@ -87,13 +95,17 @@ def test_layer_spikes_are_each_lif_layers_spikes_over_t(
         expected.append(s)
     torch.testing.assert_close(spikes["conv1"], torch.stack(expected), rtol=0, atol=0)
     # Every execution path and readout shows the same spikes (the firing-rate readout's last
-    # layer is recomputed from its currents).
+    # layer is recomputed from its currents); float64 so that no threshold crossing flips
+    # between two summation orders.
+    base = DSQN((4, 84, 84), 6, T=4).double()
+    base.load_state_dict(firing_dsqn.state_dict())
+    expected_spikes = layer_spikes(base.eval(), frame)
     for options in ({"execution": "reference"}, {"readout": "firing-rate"},
                     {"execution": "reference", "readout": "firing-rate"}):  # fmt: skip
-        twin = DSQN((4, 84, 84), 6, T=4, **options)
+        twin = DSQN((4, 84, 84), 6, T=4, **options).double()
         twin.load_state_dict(firing_dsqn.state_dict())
         for layer, s in layer_spikes(twin.eval(), frame).items():
-            torch.testing.assert_close(s, spikes[layer], rtol=0, atol=0, msg=layer)
+            torch.testing.assert_close(s, expected_spikes[layer], rtol=0, atol=0, msg=layer)
 
 
 def test_the_raster_samples_neurons_and_keeps_their_spikes(
