@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from dsqn_rllib.snn import neurons
 from dsqn_rllib.snn.neurons import (
     NeuronParams,
     Surrogate,
@@ -182,3 +183,36 @@ def test_bad_neuron_parameters_are_one_line(kwargs: dict, fragment: str) -> None
         NeuronParams(**kwargs)
     assert fragment in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("p", PARAM_CASES)
+def test_chunked_lif_equals_step_loop_across_chunk_boundaries(
+    p: NeuronParams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path walks the neurons in cache-sized chunks: with chunks of 7 (a ragged last
+    one) and channels-last maps, values and gradients are still the step loop's."""
+    monkeypatch.setattr(neurons, "FORWARD_CHUNK", 7)
+    monkeypatch.setattr(neurons, "BACKWARD_CHUNK", 5)
+    torch.manual_seed(3)
+    shape = (6, 2, 3, 4, 5)  # [T, N, C, H, W], each step channels-last below
+    base = torch.randn(shape, dtype=torch.float64) * 1.5 + 0.7
+    x_ref = base.clone().requires_grad_()
+    x_fast = (
+        base.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, shape[:2])
+    ).requires_grad_()
+    weights = torch.randn(shape, dtype=torch.float64)
+    s_ref, _ = run_lif_steps(x_ref, p)
+    s_fast = lif_multistep(x_fast, p)
+    assert s_fast[0].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(s_ref, s_fast)
+    (s_ref * weights).sum().backward()
+    (s_fast * weights).sum().backward()
+    torch.testing.assert_close(x_fast.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+    x_const = base[0].clone().requires_grad_()
+    x_expanded = base[0].clone().requires_grad_()
+    s_const = lif_constant_input(x_const, 6, p)
+    s_expanded, _ = run_lif_steps(x_expanded.unsqueeze(0).expand(6, *shape[1:]), p)
+    assert torch.equal(s_const, s_expanded)
+    (s_const * weights).sum().backward()
+    (s_expanded * weights).sum().backward()
+    torch.testing.assert_close(x_const.grad, x_expanded.grad, rtol=1e-10, atol=1e-12)
