@@ -11,7 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from dsqn_rllib.errors import ConfigError, check_int, check_number
 from dsqn_rllib.snn.networks import ModelKind, SpikingConfig, spiking_config
@@ -56,7 +56,7 @@ class TrainConfig:
     api_stack: ApiStack = ApiStack.NEW
     """new: RLModule + our pipeline; old: TorchModelV2 under RLlib's old-stack DQN."""
 
-    # DQN (authors' code)
+    # Learning (the authors' DQN)
     lr: float = 2.5e-4
     """Adam learning rate."""
     adam_eps: float = 1e-8
@@ -79,7 +79,9 @@ class TrainConfig:
     target_update_period: int = 10_000
     """Env steps between target-network syncs."""
     epsilon_start: float = 1.0
+    """Exploration rate ε of the env runners at the first env step."""
     epsilon_end: float = 0.1
+    """ε once the decay is over (<= epsilon_start)."""
     epsilon_decay_steps: int = 1_000_000
     """ε decays linearly from epsilon_start to epsilon_end over this many env steps."""
     double_q: bool = False
@@ -87,33 +89,37 @@ class TrainConfig:
     n_step: int = 1
     """Env steps each TD target spans (1 in the paper; Rainbow uses 3): r_t + ... +
     gamma^(n-1) r_{t+n-1} + gamma^n max Q(s_{t+n}), cut at episode ends."""
-    loss: str = "mse"
+    loss: Literal["mse", "huber"] = "mse"
     """TD loss: mse (the authors' code) or huber."""
     total_steps: int = 20_000_000
     """Agent steps (env steps, 4 frames each on Atari) to train for."""
 
-    # Sampling and learning resources
+    # Pipeline: sampling and learning resources
     num_env_runners: int = 2
     """Ray actors stepping environments in parallel (0: the learner's process steps them
     between updates, the fastest layout on a 2-core machine)."""
     envs_per_runner: int = 4
     """Environments each runner steps in lockstep with batched inference."""
-    learner_device: str = "auto"
+    learner_device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto (cuda when present), cpu or cuda."""
     seed: int = 0
+    """Seed of the envs, the network's initialisation and exploration (the pipeline is
+    asynchronous: a seed fixes them, not the exact learning curve)."""
 
     # Evaluation and checkpoints
     eval_interval: int = 250_000
     """Env steps between evaluations (0: none during training)."""
     eval_episodes: int = 30
+    """Episodes per evaluation (the paper: 30, no-op starts, no life loss)."""
     eval_epsilon: float = 0.05
+    """ε of the evaluation policy (the paper: 0.05)."""
     checkpoint_interval: int = 250_000
     """Env steps between checkpoints (the latest is kept, plus the best evaluated)."""
     checkpoint_every_minutes: float = 30.0
     """Also write the latest checkpoint after this many minutes of wall time since the last
     one, so a crash loses minutes, not hours (0: by env steps only)."""
 
-    # Health and observability
+    # Ops: health, metrics, run directory and run registry
     silent_layer_patience: int = 5_000
     """Learner updates a DSQN's LIF layer may fire no spike at all (or spike at every step)
     after learning starts before the run warns, on the console, in Prometheus
@@ -132,8 +138,6 @@ class TrainConfig:
     """Where runs write checkpoints and logs (one subfolder per run id)."""
     run_id: str | None = None
     """Name of this run (default: <model>-<game>-<time>)."""
-
-    # Run registry (dsqn_rllib.ops.registry)
     registry_url: str | None = None
     """Redis URL of the run registry, redis://host:6379/0 (default: $DSQN_REDIS_URL, else a
     local SQLite file in run_dir); the password comes from $DSQN_REDIS_PASSWORD, never here."""
@@ -149,7 +153,13 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ``ConfigError`` (one line) on the first bad value; return self when fine."""
         if self.env is not None:
-            self.game = None
+            # An Atari id given as --env (ALE/Pong-v5) is the game with the paper's
+            # preprocessing, as DSQNConfig.environment() reads it, never an MLP on raw pixels.
+            self.game = _atari_env_id(self.env)
+            if self.game is not None:
+                self.env = None
+            else:
+                _check_gym_env(self.env)
         elif self.game is None:
             raise ConfigError("give a --game (Atari) or an --env (Gymnasium id)")
         if self.game is not None:
@@ -159,8 +169,6 @@ class TrainConfig:
                 self.game = resolve_game(self.game)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
-        else:
-            _check_gym_env(self.env)  # type: ignore[arg-type]
         try:
             self.model = ModelKind(self.model)
         except ValueError:
@@ -197,6 +205,11 @@ class TrainConfig:
         check_number("gamma", self.gamma, low=0.0, high=1.0)
         for name in ("epsilon_start", "epsilon_end", "eval_epsilon"):
             check_number(name, getattr(self, name), low=0.0, high=1.0)
+        if self.epsilon_start < self.epsilon_end:
+            raise ConfigError(
+                f"epsilon_start ({self.epsilon_start}) must be >= epsilon_end "
+                f"({self.epsilon_end}): ε decays from start to end (equal values: constant ε)"
+            )
         for name in (
             "train_batch_size",
             "train_every",
@@ -238,6 +251,22 @@ class TrainConfig:
 
         RegistryConfig(url=self.registry_url, prefix=self.registry_prefix).validate()
         return self
+
+    def notes(self) -> list[str]:
+        """Lines about valid but probably unintended settings, for the console at start."""
+        notes = []
+        if self.learning_starts >= self.total_steps:
+            notes.append(
+                f"--learning-starts {self.learning_starts:,} >= --total-steps "
+                f"{self.total_steps:,}: the run only collects experience and never updates "
+                "the network"
+            )
+        if self.eval_interval > self.total_steps:
+            notes.append(
+                f"--eval-interval {self.eval_interval:,} > --total-steps {self.total_steps:,}: "
+                "only the final evaluation runs"
+            )
+        return notes
 
     def with_spiking(self, **options: Any) -> TrainConfig:
         """A copy whose spiking options are replaced (ValueError → ConfigError, one line)."""
@@ -285,6 +314,21 @@ class TrainConfig:
         data["hidden_sizes"] = tuple(data.get("hidden_sizes", (256, 256)))
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names}).validate()
+
+
+def _atari_env_id(env_id: Any) -> str | None:
+    """The text of an Atari env id (``ALE/Pong-v5``, ``ale_py:ALE/Pong-v5``,
+    ``PongNoFrameskip-v4``) as a game name for ``resolve_game``; None for other ids."""
+    if not isinstance(env_id, str):
+        raise ConfigError(f"env must be a Gymnasium id such as CartPole-v1, got {env_id!r}")
+    name = env_id.removeprefix("ale_py:")
+    if name != env_id or name.startswith("ALE/") or name.endswith("NoFrameskip-v4"):
+        return name
+    import gymnasium as gym
+
+    spec = gym.registry.get(name)
+    entry = "" if spec is None else str(spec.entry_point)
+    return name if entry.startswith("ale_py") else None
 
 
 def _check_gym_env(env_id: str) -> None:

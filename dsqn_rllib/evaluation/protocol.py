@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,6 +365,40 @@ def _make_render_env(env: str, max_episode_frames: int, atari: AtariConfig | Non
     return single
 
 
+def check_gif_target(env: str, path: str | Path) -> None:
+    """Raise ``ConfigError`` (one line) unless an episode of ``env`` can be recorded to
+    ``path``: its folder exists and is writable, Pillow imports, and the env renders frames
+    (Gymnasium's classic-control envs draw with pygame, an optional dependency). Cheap: run
+    it before an evaluation, so a bad ``--gif`` fails in a second, not after the episodes."""
+    from dsqn_rllib.errors import ConfigError
+
+    target = Path(path).expanduser()
+    folder = target.parent
+    if target.is_dir():
+        raise ConfigError(f"--gif {str(path)!r} is a folder; give a file name, e.g. episode.gif")
+    if not folder.is_dir():
+        raise ConfigError(f"--gif {str(path)!r}: the folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (
+        target.exists() and not os.access(target, os.W_OK)
+    ):
+        raise ConfigError(f"--gif {str(path)!r}: cannot write there (permission denied)")
+    try:
+        import PIL.Image  # noqa: F401 (recording needs it)
+    except ImportError:
+        raise ConfigError("--gif needs Pillow: pip install pillow") from None
+    if not is_gymnasium_env(env):
+        return  # ALE renders its own frames
+    try:
+        with contextlib.closing(gym.make(env, render_mode="rgb_array")) as probe:
+            probe.reset(seed=0)
+            probe.render()
+    except gym.error.DependencyNotInstalled as err:
+        first = (str(err).strip().splitlines() or ["a rendering dependency is missing"])[0]
+        raise ConfigError(
+            f"--gif on {env} cannot render frames: {first.rstrip('.')} (or leave out --gif)"
+        ) from None
+
+
 def write_gif(frames: list[np.ndarray], path: str | Path, fps: float) -> None:
     """Write RGB frames ``(H, W, 3)`` uint8 as an endlessly looping animated GIF."""
     from PIL import Image  # only recording needs Pillow
@@ -448,6 +483,7 @@ __all__ = [
     "EvalConfig",
     "EvalResult",
     "FrameSampler",
+    "check_gif_target",
     "evaluate",
     "greedy_actions",
     "is_gymnasium_env",

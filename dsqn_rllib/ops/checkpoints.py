@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import sys
 import time
@@ -31,7 +32,7 @@ from typing import Any
 
 import torch
 
-from dsqn_rllib.config import TrainConfig
+from dsqn_rllib.config import ApiStack, TrainConfig
 from dsqn_rllib.errors import ConfigError
 from dsqn_rllib.snn.networks import QNetwork, build_q_network
 
@@ -182,11 +183,101 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
+def _read_json(path: Path) -> Any:
+    """A checkpoint's JSON file; a missing, unreadable or cut-short one is one line."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise ConfigError(
+            f"checkpoint file {path} is unreadable ({reason}); the checkpoint is damaged: use "
+            f"another one (an earlier copy of the run directory)"
+        ) from None
+
+
 def read_checkpoint(path: str | Path) -> tuple[Path, TrainConfig, dict[str, Any]]:
+    """The checkpoint at ``path`` (or a run directory's latest), its TrainConfig and progress;
+    ConfigError (one line, nothing written) when a file is damaged."""
     ckpt = resolve_checkpoint(path)
-    cfg = TrainConfig.from_dict(json.loads((ckpt / CONFIG_FILE).read_text()))
-    progress = json.loads((ckpt / PROGRESS_FILE).read_text())
+    data = _read_json(ckpt / CONFIG_FILE)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"checkpoint file {ckpt / CONFIG_FILE} holds no TrainConfig (a JSON object)"
+        )
+    try:
+        cfg = TrainConfig.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"checkpoint file {ckpt / CONFIG_FILE}: {err}") from None
+    except (TypeError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"checkpoint file {ckpt / CONFIG_FILE} is damaged: {reason}") from None
+    progress = _read_json(ckpt / PROGRESS_FILE)
+    missing = [k for k in _PROGRESS_KEYS if not isinstance(progress, dict) or k not in progress]
+    if missing:
+        raise ConfigError(
+            f"checkpoint file {ckpt / PROGRESS_FILE} is damaged: no {', '.join(missing)}"
+        )
     return ckpt, cfg, progress
+
+
+# What resuming and acting read from progress.json.
+_PROGRESS_KEYS = ("env_steps", "obs_shape", "num_actions")
+
+
+def check_resumable(ckpt: Path, cfg: TrainConfig) -> None:
+    """ConfigError (one line) unless ``ckpt`` holds state a run can continue from: the learner
+    state (new API stack) or algorithm state (old), complete and unbroken. Checked without
+    Ray: every pickle is parsed opcode by opcode (``pickletools.genops``: a file cut short or
+    overwritten does not parse; nothing is executed or imported) and the torch file's zip
+    records are checked against their CRCs. Run before ``ray.init``, so a damaged checkpoint
+    costs no Ray start and writes nothing."""
+    state_dir = ckpt / (LEARNER_DIR if cfg.api_stack is ApiStack.NEW else ALGORITHM_DIR)
+    if not state_dir.is_dir() or not any(state_dir.iterdir()):
+        what = "learner" if cfg.api_stack is ApiStack.NEW else "algorithm"
+        hint = (
+            " (checkpoints/best holds the weights only, for dsqn eval)"
+            if ckpt.name == "best"
+            else ""
+        )
+        raise ConfigError(
+            f"checkpoint {ckpt} has no {what} state ({state_dir.name}/ is missing or empty)"
+            f"{hint}: resume from a run directory or its checkpoints/latest"
+        )
+    for file in sorted(state_dir.rglob("*")):
+        if not file.is_file():
+            continue
+        if file.suffix == ".pkl":
+            _check_pickle(file)
+        elif file.suffix == ".json":
+            _read_json(file)
+    _check_torch_file(ckpt / MODEL_FILE)
+
+
+def _check_pickle(path: Path) -> None:
+    import pickletools
+
+    try:
+        with path.open("rb") as f:
+            for _ in pickletools.genops(f):
+                pass
+    except Exception as err:  # genops raises ValueError, EOFError, UnicodeDecodeError, ...
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(
+            f"checkpoint file {path} is damaged ({reason}); the checkpoint cannot be resumed: "
+            "use another one (an earlier copy of the run directory)"
+        ) from None
+
+
+def _check_torch_file(path: Path) -> None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as err:
+        bad = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if bad is not None:
+        raise ConfigError(f"checkpoint file {path} is damaged ({bad}); use another checkpoint")
 
 
 def load_network(path: str | Path) -> tuple[QNetwork, TrainConfig, dict[str, Any]]:
@@ -195,6 +286,15 @@ def load_network(path: str | Path) -> tuple[QNetwork, TrainConfig, dict[str, Any
     net = build_q_network(
         cfg.model, tuple(progress["obs_shape"]), int(progress["num_actions"]), **cfg.model_options()
     )
-    net.load_state_dict(torch.load(ckpt / MODEL_FILE, map_location="cpu", weights_only=True))
+    _check_torch_file(ckpt / MODEL_FILE)
+    try:
+        # weights_only: a checkpoint is data; unpickling arbitrary objects would run code.
+        state = torch.load(ckpt / MODEL_FILE, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except (RuntimeError, pickle.UnpicklingError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(
+            f"checkpoint file {ckpt / MODEL_FILE} does not hold this network's weights: {reason}"
+        ) from None
     net.eval()
     return net, cfg, progress
