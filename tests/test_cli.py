@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import socket
 from pathlib import Path
 
@@ -187,3 +189,101 @@ def test_epsilon_schedule_is_linear_then_flat() -> None:
     assert cfg.epsilon_at(500) == pytest.approx(0.55)
     assert cfg.epsilon_at(1000) == pytest.approx(0.1)
     assert cfg.epsilon_at(10**9) == pytest.approx(0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# Presets, config files, the effective config and the help
+
+
+def test_a_preset_then_a_config_file_then_flags(tmp_path: Path) -> None:
+    from dsqn_rllib.presets import PRESETS
+
+    laptop = config_from_args(build_parser().parse_args(["train", "--preset", "laptop"]))
+    assert (laptop.env, laptop.game, laptop.total_steps, laptop.stop_eval_return) == (
+        "CartPole-v1", None, 60_000, 475.0,
+    )  # fmt: skip
+    assert (laptop.spiking.T, laptop.loss) == (PRESETS["laptop"]["spiking"]["T"], "huber")
+    file = tmp_path / "my.toml"
+    file.write_text('lr = 1e-3\nseed = 7\n[spiking]\nT = 4\nreadout = "mean-mem"\n')
+    argv = ["train", "--preset", "laptop", "--config", str(file), "--seed", "3"]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    assert (cfg.lr, cfg.seed, cfg.spiking.T, cfg.spiking.readout.value) == (1e-3, 3, 4, "mean-mem")
+    assert cfg.total_steps == 60_000  # from the preset, untouched by the file
+    # A game given on top of a CartPole preset replaces its env.
+    pong = config_from_args(build_parser().parse_args(["train", "--preset", "laptop", "--game",
+                                                       "breakout"]))  # fmt: skip
+    assert (pong.game, pong.env) == ("breakout", None)
+
+
+def test_print_config_writes_a_file_that_config_reads_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--preset", "laptop", "--T", "3", "--metrics-port", "0"]
+    assert main([*argv, "--print-config"]) == 0
+    toml = capsys.readouterr().out
+    assert "[spiking]" in toml and "T = 3" in toml and 'env = "CartPole-v1"' in toml
+    (tmp_path / "run.toml").write_text(toml)
+    again = config_from_args(build_parser().parse_args(["train", "--config",
+                                                        str(tmp_path / "run.toml")]))  # fmt: skip
+    assert again == config_from_args(build_parser().parse_args(argv))
+    assert not ray.is_initialized()
+    # A run's train_config.json is a config file too.
+    (tmp_path / "train_config.json").write_text(json.dumps(again.to_dict()))
+    saved = str(tmp_path / "train_config.json")
+    from_json = config_from_args(build_parser().parse_args(["train", "--config", saved]))
+    assert from_json == again
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("lrr = 1e-3\n", "unknown option 'lrr' (did you mean lr?)"),
+        ("[spiking]\nTT = 4\n", "unknown option 'TT' (did you mean T?)"),
+        ("lr = \n", "is not valid TOML"),
+        ("gamma = 2.0\n", "gamma must be a number >= 0.0 and <= 1.0"),
+    ],
+)
+def test_a_bad_config_file_is_one_line(
+    text: str, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "bad.toml"
+    file.write_text(text)
+    assert main(["train", "--config", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1, err
+    assert main(["train", "--preset", "laptopp"]) == 2
+    assert "unknown preset 'laptopp' (did you mean laptop?)" in capsys.readouterr().err
+
+
+def test_the_help_groups_the_flags_and_shows_choices_and_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    for group in ("run set-up:", "environment:", "model:", "spiking network", "learning",
+                  "pipeline", "evaluation and checkpoints:", "ops:"):  # fmt: skip
+        assert f"\n{group}" in text, group
+    assert "--readout {last-mem,max-mem,mean-mem,firing-rate}" in text
+    assert "--model {dsqn,dqn}" in text and "--loss {mse,huber}" in text
+    assert "[default: 50_000]" in text and "[default: max-mem]" in text
+    flags = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "spiking"]
+    for name in flags:
+        assert "--" + name.replace("_", "-") in text, name
+    # Every flag has a help text of its own (the field's docstring).
+    from dsqn_rllib.cli import field_docs
+    from dsqn_rllib.snn.networks import SpikingConfig
+
+    docs = {**field_docs(TrainConfig), **field_docs(SpikingConfig)}
+    undocumented = [n for n, d in docs.items() if not d.help and n != "spiking"]
+    assert undocumented == []
+
+
+def test_the_effective_config_is_said_at_start(capsys: pytest.CaptureFixture[str]) -> None:
+    from dsqn_rllib.cli import _say_config
+
+    cfg = TrainConfig(env="CartPole-v1", total_steps=500).validate()
+    _say_config(cfg, None)
+    out = capsys.readouterr().out
+    assert out.startswith("dsqn: config (the paper's defaults; changed: env=CartPole-v1 ")
+    assert "total_steps=500" in out and "--print-config" in out
+    assert "dsqn: note: --learning-starts 50,000 >= --total-steps 500" in out
