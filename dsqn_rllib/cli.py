@@ -43,6 +43,7 @@ from dsqn_rllib.ops.registry import (
     RunRegistry,
     RunStatus,
     open_registry,
+    outbox_dir,
 )
 from dsqn_rllib.ops.stopping import RunAborted, exit_code_for
 from dsqn_rllib.snn.networks import SpikingConfig
@@ -327,6 +328,18 @@ def _registry_config(args: argparse.Namespace, **options: Any) -> RegistryConfig
     )
 
 
+def _open_registry(config: RegistryConfig) -> RunRegistry:
+    """open_registry, saying which deferred final records it wrote (see defer_record)."""
+    registry = open_registry(config)
+    for run_id in registry.flushed:
+        print(
+            f"dsqn: wrote the final record of run {run_id} to the run registry at "
+            f"{registry.where} (kept in {outbox_dir(config)} while it was unreachable)",
+            file=sys.stderr,
+        )
+    return registry
+
+
 def _resume_target(args: argparse.Namespace) -> tuple[Path, RunRegistry | None]:
     """--resume names a checkpoint or run directory, or a run id of the registry."""
     raw = str(args.resume)
@@ -334,14 +347,14 @@ def _resume_target(args: argparse.Namespace) -> tuple[Path, RunRegistry | None]:
     if path.exists() or os.sep in raw or raw.startswith((".", "~")):
         # A path: the run keeps its own registry unless a flag names another one.
         named = args.registry_url is not None or args.registry_prefix is not None
-        return path, open_registry(_registry_config(args)) if named else None
+        return path, _open_registry(_registry_config(args)) if named else None
     config = _registry_config(args)
     if config.url is None and not config.local_path.is_file():
         raise ConfigError(
             f"no run {raw!r}: no such directory, and no run registry at {config.where} "
             f"(for Redis give --registry-url or set DSQN_REDIS_URL)"
         )
-    registry = open_registry(config)
+    registry = _open_registry(config)
     record = registry.get_run(raw)
     if record is None:
         raise ConfigError(
@@ -569,7 +582,7 @@ def _runs(args: argparse.Namespace) -> int:
             raise ConfigError(f"no run {args.run!r}: no run registry at {config.where}")
         print("[]" if args.json else f"no runs recorded in {config.where}")
         return 0
-    registry = open_registry(config)
+    registry = _open_registry(config)
     now = time.time()
     try:
         if args.run is not None:

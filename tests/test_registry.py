@@ -8,6 +8,7 @@ Every Redis test writes under its own key prefix (and ACL user) and deletes them
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -533,3 +534,63 @@ def test_training_goes_on_when_the_registry_is_down_and_catches_up_after(
     run = reg.get_run("flaky")
     assert run is not None and (run.env_steps, run.total_steps, run.status) == (700, 900, "running")
     assert reg.evaluations("flaky") == [evaluation_600]  # the one made during the outage
+
+
+# --------------------------------------------------------------------------------------------
+# A final record the registry could not take waits in the outbox for the next command
+
+
+def _final_record(run_id: str, attempt: int = 0) -> RunRecord:
+    return RunRecord(run_id=run_id, run_dir=f"/runs/{run_id}", env="CartPole-v1", model="dsqn",
+                     started_at=100.0, heartbeat_at=200.0, env_steps=900, total_steps=900,
+                     attempt=attempt, host=this_host(), pid=os.getpid())  # fmt: skip
+
+
+def test_a_final_record_deferred_while_redis_was_down_is_written_by_the_next_command(
+    prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dsqn_rllib.ops.registry import defer_record, outbox_dir
+
+    config = RegistryConfig.resolve(REDIS_URL, prefix, run_root=tmp_path)
+    # The run ended while Redis was away: its last write said "running" at 700 steps.
+    live = open_registry(config)
+    live.start_run(dataclasses.replace(_final_record("cp"), env_steps=700))
+    live.close()
+    path = defer_record(config, _final_record("cp"), [evaluation(900, 41.0)],
+                        status=RunStatus.FINISHED)  # fmt: skip
+    assert path.parent == outbox_dir(config) == tmp_path / "registry-outbox"
+    # Another registry (another prefix) does not take it.
+    other = open_registry(RegistryConfig.resolve(REDIS_URL, prefix + "-other", run_root=tmp_path))
+    assert other.flushed == [] and other.get_run("cp") is None and path.is_file()
+    other.close()
+    # The next command that opens this registry from this run root writes it: `dsqn runs`.
+    assert main(["runs", "--registry-url", REDIS_URL, "--registry-prefix", prefix,
+                 "--run-dir", str(tmp_path)]) == 0  # fmt: skip
+    out = capsys.readouterr()
+    row = out.out.splitlines()[1].split()
+    assert row[:5] == ["cp", "CartPole-v1", "dsqn", "finished", "900/900"], out.out
+    assert "wrote the final record of run cp" in out.err
+    reg = open_registry(config)
+    run = reg.get_run("cp")
+    assert run is not None and run.status == "finished" and run.finished_at is not None
+    assert reg.evaluations("cp") == [evaluation(900, 41.0)]
+    assert not path.exists() and reg.flushed == []  # written once
+    reg.close()
+
+
+def test_a_deferred_record_never_overwrites_a_later_attempt(tmp_path: Path) -> None:
+    from dsqn_rllib.ops.registry import defer_record
+
+    config = RegistryConfig(local_path=tmp_path / "registry.sqlite3")
+    reg = open_registry(config)
+    reg.start_run(_final_record("cp", attempt=1))  # resumed elsewhere since
+    defer_record(config, _final_record("cp", attempt=0), status=RunStatus.FAILED, error="x")
+    defer_record(config, _final_record("new"), status=RunStatus.STOPPED)
+    reg.close()
+    reg = open_registry(config)
+    assert reg.flushed == ["new"]
+    old, new = reg.get_run("cp"), reg.get_run("new")
+    assert old is not None and (old.attempt, old.status) == (1, "running")
+    assert new is not None and new.status == "stopped"
+    assert list((tmp_path / "registry-outbox").iterdir()) == []  # both handled
+    reg.close()

@@ -30,6 +30,11 @@ which is the source of truth for the step count; evaluations an earlier attempt 
 checkpoint evaluated weights the resumed run never had. They are kept, marked
 ``superseded: true`` (see ``reconcile_evaluations``), and are not part of the run's history.
 
+A final record that cannot be written (the registry is down when the run ends) is not lost:
+``defer_record`` keeps it as a JSON file in ``<run root>/registry-outbox/``, and the next
+``open_registry`` of that registry from that run root (``dsqn runs``, ``dsqn train --resume``,
+a new run) writes it, unless the registry has heard of a later attempt of the run since.
+
 The Redis password is never part of a URL or a config: it comes from ``DSQN_REDIS_PASSWORD``
 (or ``REDISCLI_AUTH``, redis-cli's variable) when the connection is opened.
 """
@@ -278,6 +283,8 @@ class RunRegistry(ABC):
 
     def __init__(self, config: RegistryConfig) -> None:
         self.config = config
+        self.flushed: list[str] = []
+        """Run ids whose deferred records ``open_registry`` wrote (see ``defer_record``)."""
 
     @property
     def where(self) -> str:
@@ -567,11 +574,93 @@ class LocalRunRegistry(RunRegistry):
 
 
 def open_registry(config: RegistryConfig) -> RunRegistry:
-    """The back end ``config`` names, connected (RegistryError, one line, when it cannot be)."""
+    """The back end ``config`` names, connected (RegistryError, one line, when it cannot be).
+    Records deferred while it was unreachable (``defer_record``) are written now; their run ids
+    are in ``registry.flushed``."""
     config.validate()
-    if config.url is not None:
-        return RedisRunRegistry(config)
-    return LocalRunRegistry(config)
+    registry: RunRegistry = (
+        RedisRunRegistry(config) if config.url is not None else LocalRunRegistry(config)
+    )
+    registry.flushed = flush_outbox(registry)
+    return registry
+
+
+# --------------------------------------------------------------------------------------------
+# Outbox: final records that waited for the registry to come back
+
+OUTBOX_DIR = "registry-outbox"
+
+
+def outbox_dir(config: RegistryConfig) -> Path:
+    """Where records for ``config``'s registry wait: next to the run directories."""
+    return config.local_path.parent / OUTBOX_DIR
+
+
+def defer_record(
+    config: RegistryConfig,
+    record: RunRecord,
+    evaluations: Sequence[dict[str, Any]] = (),
+    *,
+    status: RunStatus | None = None,
+    error: str | None = None,
+) -> Path:
+    """Keep ``record`` (with its final ``status`` and ``error`` when given) and the run's
+    ``evaluations`` for the next ``open_registry`` of ``config``'s registry: call it when the
+    final registry write of a run failed. Returns the file (written atomically)."""
+    if status is not None:
+        record = dataclasses.replace(
+            record, status=status.value, finished_at=time.time(), error=error
+        )
+    folder = outbox_dir(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "url": config.url,
+        "prefix": config.prefix,
+        "record": dataclasses.asdict(record),
+        "evaluations": list(evaluations),
+        "deferred_at": time.time(),
+    }
+    path = folder / f"{config.prefix}.{record.run_id}.json"
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(json.dumps(entry, indent=2))
+    os.replace(staging, path)  # a reader sees the whole entry or none
+    return path
+
+
+def flush_outbox(registry: RunRegistry) -> list[str]:
+    """Write the deferred records of ``registry`` (same URL and prefix) and remove their files;
+    returns their run ids. A record the registry has since moved past (a later attempt, or a
+    final status of the same attempt) is dropped, not written over it. Failures leave the file
+    for the next try, silently: this runs inside commands that have work of their own."""
+    folder = outbox_dir(registry.config)
+    if not folder.is_dir():
+        return []
+    flushed = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            entry = json.loads(path.read_text())
+            if (entry.get("url"), entry.get("prefix")) != (
+                registry.config.url,
+                registry.config.prefix,
+            ):
+                continue
+            record = RunRecord(**entry["record"])
+            current = registry.get_run(record.run_id)
+            if current is None or _outbox_is_newer(record, current):
+                registry.start_run(record)
+                registry.put_evaluations(record.run_id, entry.get("evaluations", []))
+                flushed.append(record.run_id)
+            path.unlink()
+        except (RegistryError, OSError, ValueError, TypeError, KeyError):
+            continue
+    return flushed
+
+
+def _outbox_is_newer(deferred: RunRecord, current: RunRecord) -> bool:
+    if deferred.attempt != current.attempt:
+        return deferred.attempt > current.attempt
+    # Same process: its final status is news unless a write got through after all.
+    return current.status == RunStatus.RUNNING.value
 
 
 def this_host() -> str:
