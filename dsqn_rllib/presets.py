@@ -72,7 +72,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "buffer_size": 5_000,
         "learning_starts": 500,
         "target_update_period": 500,
-        "eval_interval": 1_000,
+        "eval_interval": 2_000,  # one evaluation, at the end
         "eval_episodes": 5,
         "checkpoint_interval": 1_000,
         "total_steps": 2_000,

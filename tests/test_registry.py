@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -301,6 +302,8 @@ def test_resume_by_run_id_or_path_finds_the_run_in_the_local_store(
     net = build_q_network("dsqn", (4,), 2, **cfg.model_options())
     progress = {"env_steps": 3000, "obs_shape": [4], "num_actions": 2, "evaluations": []}
     write_checkpoint_files(ckpt, cfg, progress, net)
+    (ckpt / "learner").mkdir()  # RLlib's learner state, which --resume checks first
+    (ckpt / "learner" / "state.pkl").write_bytes(pickle.dumps({"step": 3000}))
     reg = open_registry(RegistryConfig.resolve(None, run_root=tmp_path))
     now = time.time()
     reg.start_run(
