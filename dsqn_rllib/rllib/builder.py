@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from ray.rllib.algorithms.dqn import DQNConfig
-from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from dsqn_rllib.config import ApiStack, TrainConfig
+from dsqn_rllib.rllib.callbacks import ObserverSettings, RunObserver
 from dsqn_rllib.rllib.config import DSQNConfig, network_options
 
 
@@ -23,8 +25,27 @@ def build_algorithm_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
     if cfg.api_stack is ApiStack.OLD:
         from dsqn_rllib.rllib.old_stack import build_old_stack_config
 
-        return build_old_stack_config(cfg, iteration_seconds=iteration_seconds)
+        return build_old_stack_config(
+            cfg, observer_settings(cfg), iteration_seconds=iteration_seconds
+        )
     return to_dsqn_config(cfg, iteration_seconds=iteration_seconds)
+
+
+def observer_settings(cfg: TrainConfig) -> ObserverSettings:
+    """``RunObserver``'s settings for the ``dsqn train`` driver: guard, energy and metrics;
+    the registry stays with the driver (attempts, resume, the run's final status)."""
+    return ObserverSettings(
+        model_kind=cfg.model,
+        net_options=cfg.model_options(),
+        env_label=cfg.game or str(cfg.env),
+        frame_skip=4 if cfg.is_atari else 1,
+        silent_layer_patience=cfg.silent_layer_patience,
+        run_id=cfg.run_id,
+        seed=cfg.seed,
+        registry=False,
+        metrics_port=cfg.metrics_port,
+        metrics_host=cfg.metrics_host,
+    )
 
 
 def to_dsqn_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DSQNConfig:
@@ -62,11 +83,12 @@ def to_dsqn_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DSQNC
             max_episode_frames=cfg.max_episode_frames,
             silent_layer_patience=cfg.silent_layer_patience,
             learner_device=cfg.learner_device,
+            env_steps_limit=cfg.total_steps,
         )
         .reporting(min_time_s_per_iteration=iteration_seconds)
         .debugging(seed=cfg.seed)
-        # The driver (dsqn_rllib.run.Trainer) keeps the guard, registry and metrics itself.
-        .callbacks(RLlibCallback)
+        # The driver (dsqn_rllib.run.Trainer) keeps the registry itself.
+        .callbacks(partial(RunObserver, observer_settings(cfg)))
     )
     if cfg.epsilon_decay_steps == 0:
         config.epsilon = [(0, cfg.epsilon_end), (1, cfg.epsilon_end)]

@@ -1,5 +1,6 @@
 """``RunObserver``: the run's side effects as an ``RLlibCallback``, so a ``PipelinedDQN`` under
-``tune.Tuner`` (or a user's own loop) has them without our driver:
+``tune.Tuner`` (or a user's own loop) has them without our driver, and ``dsqn train``
+(``dsqn_rllib.run.Trainer``, either API stack) has the very same ones:
 
 * the silent-network guard (``dsqn_rllib.snn.spike_health``): each iteration's firing rates; a
   layer at rate 0 (or 1) for ``silent_layer_patience`` updates is flagged in one line (log),
@@ -8,10 +9,15 @@
 * the run registry (``DSQNConfig.observability(registry=True)``): a record when the algorithm
   starts (run id: ``run_id_of``), a heartbeat with progress per iteration,
   each paper-protocol evaluation, ``finished`` when the algorithm stops;
+* TensorBoard under Tune: the report as scalars at env steps in ``<trial dir>/dsqn``
+  (``dsqn_rllib.ops.tensorboard``), beside Tune's own per-iteration events;
 * Prometheus (``observability(metrics_port=0)``): the run's series on 127.0.0.1 (any free
   port with 0: one endpoint per trial), labelled run_id, game, model, readout, plus ``sweep``.
 
-A registry or exporter that fails never stops training: one logged line, training goes on.
+The observer reads its settings (``ObserverSettings``) from a ``DSQNConfig``; a driver that
+keeps the registry itself, or the old API stack (a plain ``DQNConfig``), passes them instead:
+``config.callbacks(partial(RunObserver, settings))``. A registry or exporter that fails never
+stops training: one logged line, training goes on.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
-from ray.rllib.core import DEFAULT_MODULE_ID
 
 from dsqn_rllib.ops.registry import (
     RegistryConfig,
@@ -35,67 +43,137 @@ from dsqn_rllib.ops.registry import (
     open_registry,
     this_host,
 )
+from dsqn_rllib.ops.tensorboard import TensorBoardSink
 from dsqn_rllib.snn.energy import energy_report
-from dsqn_rllib.snn.networks import build_q_network
+from dsqn_rllib.snn.networks import ModelKind, build_q_network
 from dsqn_rllib.snn.spike_health import SilentLayerGuard
 
 logger = logging.getLogger("dsqn_rllib")
 
 
-class RunObserver(RLlibCallback):
-    """Guard, energy, registry and metrics of one ``PipelinedDQN`` (see the module doc)."""
+@dataclass(frozen=True)
+class ObserverSettings:
+    """What ``RunObserver`` watches and where it reports (``from_config`` for a DSQNConfig)."""
 
-    def __init__(self) -> None:
+    model_kind: ModelKind
+    net_options: dict[str, Any]
+    """``build_q_network`` options: the energy model is built from them."""
+    env_label: str
+    """The game (or Gymnasium id) as labels and records show it."""
+    frame_skip: int = 1
+    """Emulator frames per env step (4 on Atari): Prometheus counts frames too."""
+    silent_layer_patience: int = 5_000
+    run_id: str | None = None
+    """The run's id (with Tune: ``<run_id>-<trial id>``); None: Tune's trial id."""
+    sweep: str | None = None
+    seed: int = 0
+    registry: bool = False
+    """Record the run in the run registry (off where the driver keeps it itself)."""
+    registry_url: str | None = None
+    registry_prefix: str = "dsqn"
+    run_root: str = "runs"
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    record_config: dict[str, Any] = field(default_factory=dict)
+    """The options shown with the run's registry record."""
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> ObserverSettings:
+        """The settings a ``DSQNConfig`` holds (``observability()``, ``pipeline()``)."""
+        return cls(
+            model_kind=cfg.model_kind,
+            net_options=cfg.net_options(),
+            env_label=cfg.game or str(cfg.env),
+            frame_skip=4 if cfg.is_atari else 1,
+            silent_layer_patience=cfg.silent_layer_patience,
+            run_id=cfg.run_id,
+            sweep=cfg.sweep,
+            seed=cfg.seed or 0,
+            registry=cfg.registry,
+            registry_url=cfg.registry_url,
+            registry_prefix=cfg.registry_prefix,
+            run_root=cfg.run_root,
+            metrics_port=cfg.metrics_port,
+            metrics_host=cfg.metrics_host,
+            record_config=_plain(
+                {
+                    "sweep": cfg.sweep,
+                    "network": cfg.network,
+                    "lr": cfg.lr,
+                    "gamma": cfg.gamma,
+                    "train_batch_size": cfg.train_batch_size,
+                    "seed": cfg.seed,
+                }
+            ),
+        )
+
+
+class RunObserver(RLlibCallback):
+    """Guard, energy, registry and metrics of one algorithm (see the module doc)."""
+
+    def __init__(self, settings: ObserverSettings | None = None) -> None:
         super().__init__()
+        self.settings = settings
+        """None: read from the algorithm's DSQNConfig when it starts."""
+        self.say: Callable[[str], None] = lambda line: logger.warning("%s", line)
+        """Where the observer's lines go (a driver sets its console)."""
         self.run_id = ""
         self.guard: SilentLayerGuard | None = None
         self.registry: RunRegistry | None = None
         self.exporter: Any = None
+        self.tensorboard: TensorBoardSink | None = None
         self._energy_net: Any = None
 
     # --- RLlibCallback hooks --------------------------------------------------------------
 
     def on_algorithm_init(self, *, algorithm: Any, **kwargs: Any) -> None:
-        cfg = algorithm.config
-        self.guard = SilentLayerGuard(cfg.silent_layer_patience)
-        obs_space, act_space = algorithm.spaces[DEFAULT_MODULE_ID]
+        from dsqn_rllib.rllib.algorithm import q_network_spaces
+
+        if self.settings is None:
+            self.settings = ObserverSettings.from_config(algorithm.config)
+        settings = self.settings
+        self.guard = SilentLayerGuard(settings.silent_layer_patience)
+        obs_shape, num_actions = q_network_spaces(algorithm)
         self._energy_net = build_q_network(
-            cfg.model_kind, tuple(obs_space.shape), int(act_space.n), **cfg.net_options()
+            settings.model_kind, obs_shape, num_actions, **settings.net_options
         )
 
-    def _ensure_started(self, algorithm: Any) -> None:
-        """Registry record and metrics endpoint, on the first iteration: Tune gives a trial
-        its id only after the algorithm's setup."""
-        if self.run_id:
+    def start(self, algorithm: Any) -> None:
+        """Registry record and metrics endpoint: on the first iteration (Tune gives a trial
+        its id only after the algorithm's setup), or earlier by a driver that knows the id."""
+        if self.run_id or self.settings is None:
             return
-        cfg = algorithm.config
-        self.run_id = run_id_of(algorithm)
-        if cfg.registry:
+        settings = self.settings
+        self.run_id = run_id_of(algorithm, settings)
+        if settings.registry:
             self._open_registry(algorithm)
-        if cfg.metrics_port is not None:
+        if settings.metrics_port is not None:
             from dsqn_rllib.ops.metrics import PrometheusExporter
 
             labels = {
                 "run_id": self.run_id,
-                "game": cfg.game or str(cfg.env),
-                "model": cfg.model_kind.value,
-                "readout": cfg.spiking.readout.value if self._energy_net.is_spiking else "none",
+                "game": settings.env_label,
+                "model": settings.model_kind.value,
+                "readout": settings.net_options["readout"].value
+                if self._energy_net.is_spiking
+                else "none",
             }
-            self.exporter = PrometheusExporter(labels, cfg.metrics_port, cfg.metrics_host)
-            logger.warning(
-                "[%s] metrics at http://%s:%s/metrics",
-                self.run_id,
-                self.exporter.host,
-                self.exporter.port,
+            self.exporter = PrometheusExporter(labels, settings.metrics_port, settings.metrics_host)
+            self.say(
+                f"[{self.run_id}] metrics at "
+                f"http://{self.exporter.host}:{self.exporter.port}/metrics"
             )
+        logdir = tensorboard_dir(algorithm)
+        if logdir is not None:
+            self.tensorboard = TensorBoardSink(logdir)
 
     def on_train_result(self, *, algorithm: Any, result: dict, **kwargs: Any) -> None:
         report = result.get("dsqn")
-        if report is None or self.guard is None:
+        if report is None or self.guard is None or self.settings is None:
             return
-        self._ensure_started(algorithm)
+        self.start(algorithm)
         for line in self.guard.observe(int(report["updates"]), report.get("firing_rates") or {}):
-            logger.warning("[%s] %s", self.run_id, line)
+            self.say(f"[{self.run_id}] warning: {line}")
         report["silent_layers"] = sorted(self.guard.dead_layers)
         report["warning"] = self.guard.warning
         rates = report.get("firing_rates") or {}
@@ -105,17 +183,18 @@ class RunObserver(RLlibCallback):
             energy_pj, twin_pj = energy.energy_pj, energy.ann_energy_pj
         report["energy_pj_per_inference"] = energy_pj
         report["dqn_twin_energy_pj_per_inference"] = twin_pj
+        if self.tensorboard is not None:
+            self.tensorboard.write(report)
         if self.exporter is not None:
-            cfg = algorithm.config
             self.exporter.record(
                 report,
-                frame_skip=4 if cfg.is_atari else 1,
+                frame_skip=self.settings.frame_skip,
                 energy_pj=energy_pj,
                 twin_energy_pj=twin_pj,
             )
             evaluation = result.get("evaluation", {}).get("env_runners", {})
             if "episode_return_mean" in evaluation:
-                self.exporter.record_evaluation(
+                self.record_evaluation(
                     evaluation["episode_return_mean"], evaluation["episode_return_max"]
                 )
         self._write(
@@ -129,18 +208,22 @@ class RunObserver(RLlibCallback):
             )
         )
 
+    def record_evaluation(self, mean: float, best: float) -> None:
+        """An evaluation's mean and max return to Prometheus (a driver's own evaluations too)."""
+        if self.exporter is not None:
+            self.exporter.record_evaluation(mean, best)
+
     def on_evaluate_end(self, *, algorithm: Any, evaluation_metrics: dict, **kwargs: Any) -> None:
         result = evaluation_metrics.get("env_runners", {})
-        if "episode_returns" not in result:
+        if "episode_returns" not in result or self.settings is None:
             return
-        self._ensure_started(algorithm)
-        cfg = algorithm.config
+        self.start(algorithm)
         record = {
             "env_steps": int(result["env_steps_at_evaluation"]),
             "attempt": 0,
             "time": time.time(),
-            "game": cfg.game or str(cfg.env),
-            "seed": cfg.seed or 0,
+            "game": self.settings.env_label,
+            "seed": self.settings.seed,
             "eval_seed": result["eval_seed"],
             "eval_epsilon": result["eval_epsilon"],
             "episodes": len(result["episode_returns"]),
@@ -151,40 +234,36 @@ class RunObserver(RLlibCallback):
             "returns": list(result["episode_returns"]),
         }
         self._write(lambda r: r.record_evaluation(self.run_id, record))
+        if self.tensorboard is not None:
+            self.tensorboard.write_evaluation(record["env_steps"], record["mean"], record["max"])
 
     def on_checkpoint_loaded(self, *, algorithm: Any, **kwargs: Any) -> None:
         # A restored algorithm continues its counters: the guard watches it afresh.
-        if self.guard is not None:
-            self.guard = SilentLayerGuard(algorithm.config.silent_layer_patience)
+        if self.guard is not None and self.settings is not None:
+            self.guard = SilentLayerGuard(self.settings.silent_layer_patience)
 
     # --- the registry ---------------------------------------------------------------------
 
     def _open_registry(self, algorithm: Any) -> None:
-        cfg = algorithm.config
+        settings = self.settings
+        assert settings is not None
         try:
             self.registry = open_registry(
-                RegistryConfig.resolve(cfg.registry_url, cfg.registry_prefix, run_root=cfg.run_root)
+                RegistryConfig.resolve(
+                    settings.registry_url, settings.registry_prefix, run_root=settings.run_root
+                )
             )
         except (RegistryError, ValueError) as err:
-            logger.warning("[%s] run registry unavailable (%s); training goes on", self.run_id, err)
+            self.say(f"[{self.run_id}] run registry unavailable ({err}); training goes on")
             return
         logdir = getattr(algorithm, "logdir", "") or ""
         now = time.time()
         record = RunRecord(
             run_id=self.run_id,
             run_dir=str(logdir),
-            env=cfg.game or str(cfg.env),
-            model=cfg.model_kind.value,
-            config=_plain(
-                {
-                    "sweep": cfg.sweep,
-                    "network": cfg.network,
-                    "lr": cfg.lr,
-                    "gamma": cfg.gamma,
-                    "train_batch_size": cfg.train_batch_size,
-                    "seed": cfg.seed,
-                }
-            ),
+            env=settings.env_label,
+            model=settings.model_kind.value,
+            config=settings.record_config,
             started_at=now,
             heartbeat_at=now,
             host=this_host(),
@@ -196,6 +275,12 @@ class RunObserver(RLlibCallback):
         """Called by ``PipelinedDQN.cleanup`` (RLlibCallback has no stop hook)."""
         if self.run_id:
             self._write(lambda r: r.finish(self.run_id, RunStatus.FINISHED))
+        self.close_metrics()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
+
+    def close_metrics(self) -> None:
         if self.exporter is not None:
             self.exporter.close()
             self.exporter = None
@@ -206,19 +291,29 @@ class RunObserver(RLlibCallback):
         try:
             write(self.registry)
         except RegistryError as err:
-            logger.warning("[%s] run registry: %s; training goes on", self.run_id, err)
+            self.say(f"[{self.run_id}] warning: run registry: {err}; training goes on")
 
 
-def run_id_of(algorithm: Any) -> str:
+def observer_of(algorithm: Any) -> RunObserver | None:
+    """The ``RunObserver`` among an algorithm's callbacks, if it has one."""
+    callbacks = algorithm.callbacks
+    for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
+        if isinstance(callback, RunObserver):
+            return callback
+    return None
+
+
+def run_id_of(algorithm: Any, settings: ObserverSettings | None = None) -> str:
     """``run_id`` (or the sweep's name) and Tune's trial id as ``<name>-<trial id>``; the name
     alone outside Tune, or one made up (``<model>-<env>-<time>``)."""
-    cfg = algorithm.config
+    settings = settings or ObserverSettings.from_config(algorithm.config)
     trial_id = tune_trial_id(algorithm)
-    name = cfg.run_id or cfg.sweep
+    name = settings.run_id or settings.sweep
     if name and trial_id:
         return f"{name}-{trial_id}"
-    env = cfg.game or str(cfg.env).lower().replace("/", "_")
-    return name or trial_id or f"{cfg.model_kind.value}-{env}-{time.strftime('%Y%m%d-%H%M%S')}"
+    env = settings.env_label.lower().replace("/", "_")
+    made_up = f"{settings.model_kind.value}-{env}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return name or trial_id or made_up
 
 
 def tune_trial_id(algorithm: Any) -> str | None:
@@ -233,6 +328,22 @@ def tune_trial_id(algorithm: Any) -> str | None:
         return None
     found = _TRIAL_ID.search(os.path.basename(logdir.rstrip("/")))
     return found.group(1) if found else None
+
+
+def tensorboard_dir(algorithm: Any) -> Path | None:
+    """Under Tune: ``<trial dir>/dsqn``, beside Tune's own events in a folder of its own
+    (TensorBoard reads one writer per folder). None outside Tune (``dsqn train`` writes into
+    its run directory). ``algorithm.logdir`` is Tune's working folder under /tmp/ray, which
+    Ray 2.60 does not copy to the storage folder by default: the trial's storage path is read
+    from the Trainable's (private) storage context instead."""
+    storage = getattr(algorithm, "_storage", None)
+    if storage is None or tune_trial_id(algorithm) is None:
+        return None
+    import pyarrow.fs
+
+    if isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+        return Path(storage.trial_fs_path) / "dsqn"
+    return Path(algorithm.logdir) / "dsqn"  # remote storage: SyncConfig(sync_artifacts=True)
 
 
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")

@@ -17,11 +17,16 @@ Ray 2.60 bug, and its one-method fix (``OldStackDQN``): ``validate_buffer_config
 ``replay_buffer_config["type"]`` into a class, then ``Algorithm.
 _create_local_replay_buffer_if_necessary`` evaluates ``"EpisodeReplayBuffer" in <class>`` and
 raises ``TypeError`` at setup. The old stack never uses episode buffers, so the override builds
-the configured (class-typed) buffer directly.
+the configured (class-typed) buffer directly. ``OldStackDQN.step`` also files the iteration's
+progress under ``result["dsqn"]`` in the new stack's shape (``old_stack_report``), so the driver
+and ``RunObserver`` read one shape on both stacks.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -32,6 +37,7 @@ from ray.rllib.utils.from_config import from_config
 from ray.rllib.utils.replay_buffers import ReplayBuffer
 from ray.tune.registry import register_env
 
+from dsqn_rllib.rllib.callbacks import ObserverSettings, RunObserver
 from dsqn_rllib.rllib.rl_module import check_plain_q_head
 from dsqn_rllib.snn.networks import ModelKind, QNetwork, build_q_network
 
@@ -62,6 +68,38 @@ class OldStackDQN(DQN):
         if not buffer_config or buffer_config.get("no_local_replay_buffer"):
             return None
         return from_config(ReplayBuffer, buffer_config)
+
+    def step(self) -> dict:
+        result = super().step()
+        result["dsqn"] = old_stack_report(result, self.config)
+        return result
+
+
+def old_stack_report(result: dict, config: Any) -> dict[str, Any]:
+    """The progress of an old-stack DQN iteration under the keys of
+    ``PipelinedDQN.pipeline_report`` (those the old stack has: no firing rates, no replay
+    internals)."""
+    runners = result.get("env_runners", {})
+    info = result.get("info", {})
+    stats = info.get("learner", {}).get("default_policy", {}).get("learner_stats", {})
+    steps = int(
+        result.get("num_env_steps_sampled_lifetime", result.get("num_env_steps_sampled", 0))
+    )
+    exploration = config.exploration_config
+    fraction = min(1.0, steps / max(1, int(exploration["epsilon_timesteps"])))
+    start, end = float(exploration["initial_epsilon"]), float(exploration["final_epsilon"])
+    return {
+        "env_steps": steps,
+        "updates": int(info.get("num_agent_steps_trained", 0)) // max(1, config.train_batch_size),
+        "episodes": int(runners.get("num_episodes_lifetime", runners.get("episodes_total", 0))),
+        "episode_return_mean": float(runners.get("episode_return_mean", math.nan)),
+        "td_loss": float(stats.get("mean_td_error", math.nan)),
+        "epsilon": start + fraction * (end - start),
+        "env_steps_per_s": float(result.get("num_env_steps_sampled_throughput_per_sec", math.nan)),
+        "new_episode_returns": list(runners.get("hist_stats", {}).get("episode_reward", [])),
+        "firing_rates": {},
+        "time": time.time(),
+    }
 
 
 class QNetworkModelV2(DQNTorchModel):
@@ -127,7 +165,9 @@ def _make_env(env_config: dict) -> gym.Env:
     return gym.make(cfg.env)  # type: ignore[arg-type]
 
 
-def build_old_stack_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DQNConfig:
+def build_old_stack_config(
+    cfg: TrainConfig, observer: ObserverSettings, *, iteration_seconds: float = 2.0
+) -> DQNConfig:
     register_models()
     register_env(ENV_NAME, _make_env)
     options = cfg.model_options()
@@ -170,4 +210,5 @@ def build_old_stack_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
         .fault_tolerance(restart_failed_env_runners=True)
         .reporting(min_time_s_per_iteration=iteration_seconds, min_sample_timesteps_per_iteration=0)
         .debugging(seed=cfg.seed, log_level="ERROR")
+        .callbacks(partial(RunObserver, observer))
     )
