@@ -5,7 +5,7 @@
     dsqn train --resume RUN_ID                                  continue a run of the run registry
     dsqn runs [RUN_ID] [--registry-url redis://host:6379/0] [--json]   the registry's runs
     dsqn eval CHECKPOINT [--episodes 30] [--epsilon 0.05] [--gif episode.gif]
-    dsqn report RUN                                                            PNG plots of a run
+    dsqn report RUN [RUN ...] [--out DIR] [--raster]      PNG plots: curves, overlays, spike raster
 
 Every value is checked before Ray starts; a bad one is a single ``dsqn: error: ...`` line.
 ``dsqn train`` exits 0 when done, 130 / 143 when SIGINT / SIGTERM stopped it (checkpoint saved,
@@ -244,10 +244,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--gif", default=None, help="also record one episode to this GIF file")
 
     rep = sub.add_parser(
-        "report", help="write PNG plots (return, firing rates, throughput) of a run"
+        "report", help="PNG plots of runs: training curves, several runs overlaid, a spike raster"
     )
-    rep.add_argument("run", help="run directory (runs/<run-id>)")
-    rep.add_argument("--out", default=None, help="folder for the PNGs (default: the run directory)")
+    rep.add_argument("run", nargs="+", help="run directories (runs/<run-id>); several are overlaid")
+    rep.add_argument(
+        "--out",
+        default=None,
+        help="folder for the PNGs (default: the run directory; needed for several runs)",
+    )
+    rep.add_argument(
+        "--raster",
+        action="store_true",
+        help="also spike_raster.png: one real observation through each LIF layer over T steps",
+    )
+    rep.add_argument(
+        "--raster-neurons", type=int, default=64, help="neurons drawn per layer [default: 64]"
+    )
+    rep.add_argument(
+        "--raster-seed",
+        type=int,
+        default=0,
+        help="seed of the observation and of the neuron sample [default: 0]",
+    )
 
     runs = sub.add_parser("runs", help="list the runs of the run registry (Redis or local store)")
     runs.add_argument("run", nargs="?", default=None, help="show this run and its evaluations")
@@ -364,8 +382,6 @@ def _resume_target(args: argparse.Namespace) -> tuple[Path, RunRegistry | None]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dsqn_rllib.ops.preflight import preflight
-
     if args.resume is not None:
         return _resume(args)
     cfg = config_from_args(args)
@@ -373,18 +389,17 @@ def _train(args: argparse.Namespace) -> int:
         print(presets.to_toml(cfg), end="")
         return 0
     _check_new_run(cfg)
-    preflight(cfg)  # memory, learner device, metrics port: before Ray starts
-    _say_config(cfg, args.preset)
     from dsqn_rllib.run import Trainer
 
-    return _finish(Trainer(cfg).run())
+    trainer = Trainer(cfg)  # memory, learner device, metrics port: checked before Ray starts
+    _say_config(cfg, args.preset)
+    return _finish(trainer.run())
 
 
 def _resume(args: argparse.Namespace) -> int:
     """``--resume RUN``: every check (the checkpoint's files, the machine) before Ray starts;
     a refused resume writes nothing, so the run stays as it was."""
-    from dsqn_rllib.ops.checkpoints import check_resumable, read_checkpoint
-    from dsqn_rllib.ops.preflight import preflight
+    from dsqn_rllib.ops.checkpoints import read_checkpoint
 
     if not str(args.resume).strip():
         raise ConfigError(
@@ -408,19 +423,16 @@ def _resume(args: argparse.Namespace) -> int:
     if args.total_steps is not None:
         total = _convert(args.total_steps, None, "total_steps")
     path, registry = _resume_target(args)
-    ckpt, cfg, progress = read_checkpoint(path)
-    check_resumable(ckpt, cfg)
+    ckpt, _cfg, progress = read_checkpoint(path)
     done = int(progress.get("env_steps", 0))
-    if total is not None:
-        if total <= done:
-            raise ConfigError(
-                f"--total-steps {total:,} is not past the {done:,} env steps the checkpoint "
-                f"{ckpt} has done: nothing to train; give more steps"
-            )
-        cfg = dataclasses.replace(cfg, total_steps=total)
-    preflight(cfg)
+    if total is not None and total <= done:
+        raise ConfigError(
+            f"--total-steps {total:,} is not past the {done:,} env steps the checkpoint "
+            f"{ckpt} has done: nothing to train; give more steps"
+        )
     from dsqn_rllib.run import Trainer
 
+    # The learner's files and the machine are checked in there, before Ray starts.
     trainer = Trainer.resume(path, total_steps=total, registry=registry)
     return _finish(trainer.run())
 
@@ -500,12 +512,20 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from dsqn_rllib.evaluation.report import write_report
+    from dsqn_rllib.evaluation.report import write_reports
 
     if args.out is not None:
         check_writable_dir(args.out, "--out")
+    if args.raster_neurons < 1:
+        raise ConfigError(f"--raster-neurons must be >= 1, got {args.raster_neurons}")
     try:
-        paths = write_report(args.run, args.out)
+        paths = write_reports(
+            args.run,
+            args.out,
+            raster=args.raster,
+            raster_neurons=args.raster_neurons,
+            raster_seed=args.raster_seed,
+        )
     except OSError as err:  # the folder went away or filled up while plotting
         raise ConfigError(f"cannot write the report: {err.strerror or err}") from None
     for path in paths:

@@ -7,6 +7,11 @@ Evaluation (the paper's protocol, ``dsqn_rllib.evaluation.protocol``) runs as a 
 copy of the weights, overlapped with training; the best-evaluated weights are kept as
 ``checkpoints/best`` next to ``checkpoints/latest``.
 
+The silent-network guard, energy and the Prometheus endpoint are the algorithm's own
+``RunObserver`` callback (``dsqn_rllib.rllib.callbacks``), the same that a ``tune.Tuner`` trial has;
+the driver sends it its console and its evaluations. The driver keeps the rest: the run directory,
+evaluation and the best checkpoint, checkpoints, stop signals and the registry record.
+
 The run registry (``dsqn_rllib.ops.registry``: Redis, or a local SQLite file) gets the run's record
 when it starts, a heartbeat with progress every iteration, each checkpoint and evaluation, and
 the final status. Files are written first, the registry second: after a kill -9 between the two,
@@ -49,11 +54,13 @@ from dsqn_rllib.ops.checkpoints import (
     PROGRESS_FILE,
     CheckpointSchedule,
     RunPaths,
+    check_resumable,
     read_checkpoint,
     write_atomically,
     write_checkpoint_files,
 )
-from dsqn_rllib.ops.metrics import PrometheusExporter
+from dsqn_rllib.ops.preflight import preflight
+from dsqn_rllib.ops.progress import Eta
 from dsqn_rllib.ops.registry import (
     DEFAULT_PREFIX,
     URL_ENV,
@@ -63,15 +70,15 @@ from dsqn_rllib.ops.registry import (
     RunRecord,
     RunRegistry,
     RunStatus,
+    defer_record,
     merge_evaluations,
     open_registry,
     reconcile_evaluations,
     this_host,
 )
 from dsqn_rllib.ops.stopping import RunAborted, StopSignals
-from dsqn_rllib.snn.energy import energy_report
+from dsqn_rllib.ops.tensorboard import TensorBoardSink
 from dsqn_rllib.snn.networks import QNetwork, build_q_network
-from dsqn_rllib.snn.spike_health import SilentLayerGuard
 
 # While the driver blocks on the final evaluation it still heartbeats this often, so a long
 # evaluation never makes a live run look lost (RegistryConfig.stale_after_s).
@@ -141,6 +148,9 @@ class Trainer:
         out: Callable[[str], None] | None = None,
     ) -> None:
         self.cfg = cfg.validate()
+        # The machine's checks (memory, learner device, metrics port) before any file, registry
+        # write or Ray actor: a run this machine cannot hold is one line, nothing written.
+        preflight(self.cfg)
         self.out = out or (lambda line: print(line, flush=True))
         if self.cfg.run_id is None:
             name = self.cfg.game or str(self.cfg.env).lower().replace("/", "_")
@@ -170,15 +180,17 @@ class Trainer:
             self._prepare_resume(resume_from)
         self.progress["attempt"] = self.attempt
         self.progress.setdefault("started_at", time.time())
-        # Counts from this process's first update: a resumed run is watched afresh.
-        self.spike_guard = SilentLayerGuard(self.cfg.silent_layer_patience)
         self._pending_eval: tuple[ray.ObjectRef, int, dict] | None = None
-        self.exporter: PrometheusExporter | None = None
+        self._eval_waits_said = False
+        self.observer: Any = None  # the algorithm's RunObserver, once built
+        self.tensorboard: TensorBoardSink | None = None
+        self._guard_warning: str | None = None
         self._next_eval = self._next_multiple(self.cfg.eval_interval)
         self.checkpoints = CheckpointSchedule(
             self.cfg.checkpoint_interval, self.cfg.checkpoint_every_minutes, self.env_steps
         )
         self.stop = StopSignals(prefix=f"[{self.cfg.run_id}] ")
+        self.eta = Eta(self.cfg.total_steps, self.cfg.learning_starts, start_steps=self.env_steps)
 
     @classmethod
     def resume(
@@ -200,6 +212,7 @@ class Trainer:
         local store next to the run directory) is opened.
         """
         ckpt, cfg, progress = read_checkpoint(path)
+        check_resumable(ckpt, cfg)  # the learner's files too: a damaged one before Ray starts
         if total_steps is not None:
             cfg.total_steps = total_steps
         run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
@@ -275,9 +288,7 @@ class Trainer:
             summary = self._train()
         except BaseException as err:  # Ctrl-C and SystemExit too: the run did not finish
             error = "aborted" if isinstance(err, RunAborted) else _one_line(err)
-            self._record(
-                lambda r: r.finish(cfg.run_id or "", RunStatus.FAILED, error=error), now=True
-            )
+            self._finish(RunStatus.FAILED, error)
             if isinstance(err, RunAborted):
                 kept = self._latest_checkpoint[0] if self._latest_checkpoint else "none yet"
                 self.out(
@@ -286,15 +297,33 @@ class Trainer:
                 )
             raise
         if summary.stopped_by is None:
-            self._record(lambda r: r.finish(cfg.run_id or "", RunStatus.FINISHED), now=True)
+            self._finish(RunStatus.FINISHED)
             return summary
-        self._record(lambda r: r.finish(cfg.run_id or "", RunStatus.STOPPED), now=True)
+        self._finish(RunStatus.STOPPED)
         self.out(
             f"[{cfg.run_id}] stopped by {signal.Signals(summary.stopped_by).name} at "
             f"{summary.env_steps:,} env steps; checkpoint {summary.checkpoint}; "
             f"resume with: {self.resume_command()}"
         )
         return summary
+
+    def _finish(self, status: RunStatus, error: str | None = None) -> None:
+        """The run's final status to the registry; where it does not answer, into the outbox
+        that the next ``dsqn`` command touching this registry writes (``defer_record``)."""
+        self._record(lambda r: r.finish(self.cfg.run_id or "", status, error=error), now=True)
+        if not self._registry_behind:
+            return
+        kept = defer_record(
+            self.registry.config,
+            self._run_record(),
+            self._all_evaluations,
+            status=status,
+            error=error,
+        )
+        self.out(
+            f"[{self.cfg.run_id}] the run registry at {self.registry.where} is unreachable: "
+            f"the run's record waits in {kept} for the next dsqn command that opens it"
+        )
 
     def resume_command(self) -> str:
         """The exact command that continues this run by its id (with the registry's flags
@@ -313,13 +342,17 @@ class Trainer:
 
     def _train(self) -> TrainSummary:
         from dsqn_rllib.rllib.builder import build_algorithm_config
+        from dsqn_rllib.rllib.callbacks import observer_of
 
         cfg = self.cfg
         ensure_ray(cfg.num_env_runners)
         algo = build_algorithm_config(cfg).build_algo()
         self.algo = algo
         self._spaces()
-        self._start_metrics()
+        # Guard, energy and metrics (served from now on, so scrapes see the whole run).
+        self.observer = observer_of(algo)
+        self.observer.say = self.out
+        self.observer.start(algo)
         if self.resume_from is not None:
             self._restore(self.resume_from)
             self.out(
@@ -327,17 +360,20 @@ class Trainer:
             )
         started = time.time()
         finished = False
+        # Event files in the run directory: `tensorboard --logdir runs` shows one run per id.
+        # A resumed run's earlier events past its checkpoint are steps it does again: purged.
+        self.tensorboard = TensorBoardSink(
+            self.paths.root, purge_step=self.env_steps if self.resume_from is not None else None
+        )
         # Installed after ray.init and the build, which set Ray's SIGTERM handlers (see
         # dsqn_rllib.ops.stopping); Ray's come back when the run ends.
-        with self.stop:
+        with self.stop, self.tensorboard:
             try:
                 finished = self._loop(algo)
+                if finished:
+                    self._await_final_scrape()
             finally:
-                algo.stop()
-                if self.exporter is not None:
-                    if finished:
-                        self._await_final_scrape(self.exporter)
-                    self.exporter.close()
+                algo.stop()  # closes the observer's metrics endpoint
         return TrainSummary(
             cfg.run_id or "",
             self.paths.root,
@@ -365,9 +401,19 @@ class Trainer:
             self._collect_evaluation(block=False)
             if self.stop.requested:
                 break  # the final save below is the checkpoint; no new evaluation
-            if self.env_steps >= self._next_eval and self._pending_eval is None:
-                self._start_evaluation()
-                self._next_eval = self._next_multiple(cfg.eval_interval)
+            if self.env_steps >= self._next_eval:
+                if self._pending_eval is None:
+                    self._start_evaluation()
+                    self._next_eval = self._next_multiple(cfg.eval_interval)
+                    self._eval_waits_said = False
+                elif not self._eval_waits_said:
+                    self._eval_waits_said = True
+                    self.out(
+                        f"[{cfg.run_id}] evaluation due at {self._next_eval:,} steps waits "
+                        f"for the one of {self._pending_eval[1]:,} steps (an evaluation takes "
+                        f"longer than --eval-interval steps of training; raise --eval-interval "
+                        f"or --eval-episodes lower): it starts when that one ends"
+                    )
             if self.checkpoints.due(self.env_steps):
                 self.save(self.paths.latest)
         self._collect_evaluation(block=True)  # cut short by a stop signal
@@ -419,59 +465,23 @@ class Trainer:
         return net.eval()
 
     def _report(self, result: dict) -> dict[str, Any]:
-        if self.is_new_stack:
-            report = dict(result["dsqn"])
-        else:
-            runners = result.get("env_runners", {})
-            info = result.get("info", {}).get("learner", {}).get("default_policy", {})
-            stats = info.get("learner_stats", {})
-            steps = int(
-                result.get("num_env_steps_sampled_lifetime", result.get("num_env_steps_sampled", 0))
-            )
-            report = {
-                "env_steps": steps,
-                "updates": int(
-                    result.get("info", {}).get("num_agent_steps_trained", 0)
-                    // max(1, self.cfg.train_batch_size)
-                ),
-                "episode_return_mean": float(runners.get("episode_return_mean", math.nan)),
-                "td_loss": float(stats.get("mean_td_error", math.nan)),
-                "epsilon": self.cfg.epsilon_at(steps),
-                "env_steps_per_s": float(
-                    result.get("num_env_steps_sampled_throughput_per_sec", math.nan)
-                ),
-                "new_episode_returns": list(
-                    runners.get("hist_stats", {}).get("episode_reward", [])
-                ),
-            }
+        """The iteration's progress (``result["dsqn"]`` on both stacks, with the observer's
+        guard and energy), stamped with the run's id and attempt."""
+        report = dict(result["dsqn"])
         report["time"] = time.time()
         report["run_id"] = self.cfg.run_id
         report["attempt"] = self.attempt
+        self._guard_warning = report.get("warning")
         self.progress["env_steps"] = int(report["env_steps"])
         self.progress["updates"] = int(report.get("updates", 0))
         self.progress["episodes"] = int(report.get("episodes", 0))
         return report
 
-    def _start_metrics(self) -> None:
-        """The Prometheus endpoint, when asked for (before training, so scrapes see it all)."""
-        if self.cfg.metrics_port is None:
-            return
-        self._energy_net = build_q_network(
-            self.cfg.model, self.obs_shape, self.num_actions, **self.cfg.model_options()
-        )
-        labels = {
-            "run_id": self.cfg.run_id,
-            "game": self.cfg.game or self.cfg.env,
-            "model": self.cfg.model.value,
-            "readout": self.cfg.spiking.readout.value if self.cfg.model.value == "dsqn" else "none",
-        }
-        self.exporter = PrometheusExporter(labels, self.cfg.metrics_port, self.cfg.metrics_host)
-        self.out(
-            f"[{self.cfg.run_id}] metrics at http://{self.exporter.host}:{self.exporter.port}/metrics"
-        )
-
-    def _await_final_scrape(self, exporter: PrometheusExporter) -> None:
+    def _await_final_scrape(self) -> None:
         """The final evaluation is set moments before the end: let the scraper read it."""
+        exporter = self.observer.exporter if self.observer is not None else None
+        if exporter is None:
+            return
         values_set_at = time.monotonic()
         wait_s = exporter.final_scrape_wait_s(self.cfg.metrics_final_scrape_timeout_s)
         if wait_s <= 0:
@@ -481,29 +491,13 @@ class Trainer:
         with contextlib.suppress(KeyboardInterrupt):
             exporter.wait_for_scrape(self.cfg.metrics_final_scrape_timeout_s, values_set_at)
 
-    def _export(self, report: dict[str, Any]) -> None:
-        if self.exporter is None:
-            return
-        energy = twin = None
-        rates = report.get("firing_rates") or {}
-        if self._energy_net.is_spiking and rates:
-            energy_rep = energy_report(self._energy_net, rates)
-            energy, twin = energy_rep.energy_pj, energy_rep.ann_energy_pj
-        elif not self._energy_net.is_spiking:
-            energy = twin = energy_report(self._energy_net).energy_pj
-        self.exporter.record(
-            report, frame_skip=4 if self.cfg.is_atari else 1, energy_pj=energy, twin_energy_pj=twin
-        )
-
     def _log(self, report: dict[str, Any]) -> None:
-        for line in self.spike_guard.observe(
-            int(report.get("updates", 0)), report.get("firing_rates") or {}
-        ):
-            self.out(f"[{self.cfg.run_id}] warning: {line}")
-        report["silent_layers"] = sorted(self.spike_guard.dead_layers)
-        self._export(report)
+        self.eta.update(self.env_steps)
+        report["eta_s"] = self.eta.seconds_left()
         with self.paths.metrics.open("a") as f:
             f.write(json.dumps(report, default=float) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.write(report)
         self._heartbeat()
         frames = report.get("env_steps_per_s", 0.0) * (4 if self.cfg.is_atari else 1)
         evaluated = (
@@ -519,6 +513,7 @@ class Trainer:
             f" | ε {report.get('epsilon', math.nan):.3f}"
             f" | loss {report.get('td_loss', math.nan):.4f}"
             f"{evaluated}"
+            f" | {self.eta.text()}"
         )
 
     # --- evaluation ------------------------------------------------------------------------
@@ -571,8 +566,10 @@ class Trainer:
             f"[{self.cfg.run_id}] evaluation at {steps:,} steps: mean {result.mean:.2f} "
             f"± {result.std:.2f}, max {result.max:.1f} over {result.num_episodes} episodes"
         )
-        if self.exporter is not None:
-            self.exporter.record_evaluation(result.mean, result.max)
+        if self.observer is not None:
+            self.observer.record_evaluation(result.mean, result.max)
+        if self.tensorboard is not None:
+            self.tensorboard.write_evaluation(steps, result.mean, result.max)
         if result.mean > self.best_return:
             self.best_return = result.mean
             self._save_model_only(self.paths.best, state, steps)
@@ -614,8 +611,9 @@ class Trainer:
                     self.cfg.run_id or "", CheckpointKind.LATEST, path.resolve(), self.env_steps
                 )
             )
-        if self.exporter is not None:
-            self.exporter.checkpoint_written()
+        exporter = self.observer.exporter if self.observer is not None else None
+        if exporter is not None:
+            exporter.checkpoint_written()
         return path
 
     def _save_model_only(self, path: Path, state: dict, steps: int) -> None:
@@ -684,7 +682,7 @@ class Trainer:
                 updates=self.updates,
                 episodes=int(self.progress.get("episodes", 0)),
                 total_steps=self.cfg.total_steps,
-                warning=self.spike_guard.warning,
+                warning=self._guard_warning,
             )
         )
 

@@ -203,6 +203,17 @@ def test_tune_grid_over_readout_and_T_reports_standard_keys(tmp_path: Path) -> N
         for r in runs
     }
     assert all(row.mean == best[(row.readout, row.T)] for row in rows)
+    # TensorBoard: each trial's reports at env steps in <trial dir>/dsqn (RunObserver), with
+    # its evaluations; beside Tune's own per-iteration events.
+    from dsqn_rllib.ops.tensorboard import read_scalars
+
+    logdirs = sorted(d for d in tmp_path.rglob("dsqn") if d.is_dir())
+    assert len(logdirs) == 4, logdirs
+    for logdir in logdirs:
+        scalars = read_scalars(logdir)
+        steps = [step for step, _ in scalars["charts/epsilon"]]
+        assert steps == sorted(steps) and steps[-1] >= 600
+        assert scalars["eval/return_mean"]
 
 
 def test_the_run_observer_keeps_registry_metrics_and_guard_without_our_driver(

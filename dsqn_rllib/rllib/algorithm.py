@@ -198,18 +198,34 @@ class PipelinedDQN(DQN):
             num_steps = min(MAX_CHUNK_STEPS, -(-to_learning // envs))
         else:
             num_steps = -(-cfg.train_every // envs)
+        num_steps = min(num_steps, -(-self._steps_left() // envs))
+        if num_steps <= 0:  # the limit is reached: only the updates it made due
+            self._learn_due()
+            time.sleep(0.05)
+            return
         self._chunk_steps = num_steps
         epsilon = cfg.epsilon_at(self.stats.env_steps)
         runner.begin_chunk(num_steps)
         for _ in range(num_steps):
             runner.send_actions(epsilon)
             # Updates made due by the steps already in the replay (this one is in flight).
-            due = self._updates_due()
-            while due > 0:  # a learner call's batch stays small (16 x 128 Atari pairs: 115 MB)
-                self._learn(num_updates=min(due, 16))
-                due -= 16
+            self._learn_due()
             runner.receive_step()
         self._add_chunk(0, runner.end_chunk())
+
+    def _steps_left(self) -> int:
+        """Env steps still to sample under ``env_steps_limit`` (a large number without one)."""
+        limit = self.config.env_steps_limit
+        if limit is None:
+            return 1 << 62
+        in_flight = sum(sum(q) for q in self._in_flight.values())
+        return max(0, limit - self.stats.env_steps - in_flight)
+
+    def _learn_due(self) -> None:
+        due = self._updates_due()
+        while due > 0:  # a learner call's batch stays small (16 x 128 Atari pairs: 115 MB)
+            self._learn(num_updates=min(due, 16))
+            due -= 16
 
     def _updates_due(self) -> int:
         cfg = self.config
@@ -229,6 +245,8 @@ class PipelinedDQN(DQN):
         if group.num_in_flight_async_reqs(SAMPLE_TAG) == 0:
             self._in_flight.clear()  # requests that failed inside a runner return nothing
         in_flight_steps = sum(sum(q) for q in self._in_flight.values())
+        # Under env_steps_limit the last chunks are cut to what is left (overshoot < envs).
+        self._chunk_steps = min(self._chunk_steps, max(1, -(-self._steps_left() // envs)))
         round_steps = runners * envs * self._chunk_steps
         updates = self.stats.updates - self._updates_at_start
         learner_horizon = self._learning_start_step + (updates + 1) * cfg.train_every
@@ -236,6 +254,8 @@ class PipelinedDQN(DQN):
             return
         epsilon = cfg.epsilon_at(self.stats.env_steps)
         for runner_id in group.healthy_env_runner_ids():
+            if self._steps_left() <= 0:
+                break
             pending = self._in_flight.setdefault(runner_id, deque())
             if len(pending) >= self.config.max_requests_in_flight_per_env_runner:
                 continue

@@ -119,6 +119,10 @@ class DSQNConfig(DQNConfig):
         """Updates a LIF layer may stay at rate 0 (or 1) before the run warns (0: never)."""
         self.learner_device = "auto"
         """auto (cuda when present), cpu or cuda."""
+        self.env_steps_limit: int | None = None
+        """Sample no more than this many env steps in all (None: no limit). An iteration lasts
+        ``min_time_s_per_iteration``: without a limit a run stops at the first iteration past
+        its goal (``dsqn train`` sets its ``--total-steps`` here)."""
         # Observability (``observability()``, dsqn_rllib.rllib.callbacks.RunObserver)
         self.registry = False
         """Record the run in the run registry (Redis at registry_url or $DSQN_REDIS_URL, else
@@ -178,6 +182,7 @@ class DSQNConfig(DQNConfig):
         max_episode_frames: int | None = None,
         silent_layer_patience: int | None = None,
         learner_device: str | None = None,
+        env_steps_limit: int | None = None,
     ) -> DSQNConfig:
         """Options of the actor -> replay -> learner pipeline that DQNConfig has no field for
         (``buffer_size`` sets ``replay_buffer_config["capacity"]``)."""
@@ -194,6 +199,8 @@ class DSQNConfig(DQNConfig):
         if learner_device is not None:
             self.learner_device = learner_device
             self.num_gpus_per_learner = 1 if self.learner_uses_gpu else 0
+        if env_steps_limit is not None:
+            self.env_steps_limit = env_steps_limit
         return self
 
     def observability(
