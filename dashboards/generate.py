@@ -41,7 +41,7 @@ DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 # Every panel's series selector: the chosen runs of the chosen game (=~: run_id is multi-value).
 SEL = 'run_id=~"$run_id", game=~"$game"'
 # The labels that identify one run's series (metrics.LABELS): vector matching keeps them.
-RUN = "run_id, game, model, readout"
+RUN = "run_id, game, model, readout, sweep, seed"
 
 
 def query(expr: str, legend: str, ref: str = "A") -> prometheus.Dataquery:

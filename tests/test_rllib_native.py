@@ -254,6 +254,12 @@ def test_the_run_observer_keeps_registry_metrics_and_guard_without_our_driver(
         assert ("dsqn_env_steps_total", None) in samples, text[:3000]
         assert samples[("dsqn_env_steps_total", None)] == report["env_steps"]
         assert samples[("dsqn_silent_layers", None)] == 1
+        # A sweep's trials are told apart by their labels (sweep, seed) as well as run_id.
+        families = text_string_to_metric_families(text)
+        steps = next(s for f in families for s in f.samples if s.name == "dsqn_env_steps_total")
+        assert {k: steps.labels[k] for k in ("sweep", "seed", "game", "model")} == {
+            "sweep": "s1", "seed": str(config.seed or 0), "game": "CartPole-v1", "model": "dsqn",
+        }  # fmt: skip
         assert samples[("dsqn_eval_return_mean", None)] > 0  # the iteration-2 evaluation
         registry = open_registry(RegistryConfig.resolve(None, "dsqn", run_root=tmp_path))
         record = registry.get_run("observed")

@@ -64,15 +64,17 @@ def test_patience_is_validated_in_one_line() -> None:
 
 
 def test_the_exporter_serves_the_number_of_flagged_layers() -> None:
+    # Every label of the run on the series, in Prometheus's (sorted) order.
+    series = 'game="t",model="t",readout="t",run_id="t",seed="t",sweep="t"'
     exporter = PrometheusExporter(dict.fromkeys(LABELS, "t"), port=0)
     try:
         url = f"http://127.0.0.1:{exporter.port}/metrics"
         exporter.record({"firing_rates": FIRING, "silent_layers": []}, frame_skip=1)
-        assert 'dsqn_silent_layers{game="t",model="t",readout="t",run_id="t"} 0.0' in (
+        assert f"dsqn_silent_layers{{{series}}} 0.0" in (
             urllib.request.urlopen(url).read().decode()
         )
         exporter.record({"firing_rates": FIRING, "silent_layers": ["conv3", "fc"]}, frame_skip=1)
-        assert 'dsqn_silent_layers{game="t",model="t",readout="t",run_id="t"} 2.0' in (
+        assert f"dsqn_silent_layers{{{series}}} 2.0" in (
             urllib.request.urlopen(url).read().decode()
         )
     finally:

@@ -375,7 +375,8 @@ def test_spiking_mlp_learns_cartpole_through_the_full_pipeline(tmp_path: Path) -
     ray.shutdown()
     assert endpoint and endpoint[0].startswith("http://127.0.0.1:")
     samples = [s for f in text_string_to_metric_families(scrapes[-1]) for s in f.samples]
-    labels = {"run_id": "cartpole", "game": "CartPole-v1", "model": "dsqn", "readout": "max-mem"}
+    labels = {"run_id": "cartpole", "game": "CartPole-v1", "model": "dsqn", "readout": "max-mem",
+              "sweep": "", "seed": "0"}  # fmt: skip
 
     def value(name: str, **extra: str) -> float:
         return next(s.value for s in samples if s.name == name and s.labels == {**labels, **extra})

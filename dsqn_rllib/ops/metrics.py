@@ -46,7 +46,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
-LABELS = ("run_id", "game", "model", "readout")
+# A run's identity on every series; sweep and seed tell a sweep's trials apart ("" outside one).
+LABELS = ("run_id", "game", "model", "readout", "sweep", "seed")
 
 
 class _Marker:
@@ -116,7 +117,7 @@ class PrometheusExporter:
     """Prometheus series of one run, served at ``http://host:port/metrics``."""
 
     def __init__(self, labels: Mapping[str, str], port: int, host: str = "127.0.0.1") -> None:
-        self.labels = {k: str(labels[k]) for k in LABELS}
+        self.labels = {k: str(labels.get(k, "")) for k in LABELS}
         self.registry = CollectorRegistry()
         self.scrapes = ScrapeClock()
         self.registry.register(self.scrapes.opening)  # before every series (see ScrapeClock)

@@ -12,7 +12,7 @@
 * TensorBoard under Tune: the report as scalars at env steps in ``<trial dir>/dsqn``
   (``dsqn_rllib.ops.tensorboard``), beside Tune's own per-iteration events;
 * Prometheus (``observability(metrics_port=0)``): the run's series on 127.0.0.1 (any free
-  port with 0: one endpoint per trial), labelled run_id, game, model, readout, plus ``sweep``.
+  port with 0: one endpoint per trial), labelled run_id, game, model, readout, sweep, seed.
 
 The observer reads its settings (``ObserverSettings``) from a ``DSQNConfig``; a driver that
 keeps the registry itself, or the old API stack (a plain ``DQNConfig``), passes them instead:
@@ -157,6 +157,8 @@ class RunObserver(RLlibCallback):
                 "readout": settings.net_options["readout"].value
                 if self._energy_net.is_spiking
                 else "none",
+                "sweep": settings.sweep or "",
+                "seed": str(settings.seed),
             }
             self.exporter = PrometheusExporter(labels, settings.metrics_port, settings.metrics_host)
             self.say(
