@@ -106,9 +106,7 @@ def variables() -> list[db.QueryVariable | db.DatasourceVariable]:
         .label("Prometheus")
         .description("The Prometheus that scrapes the runs (default: the provisioned one)")
         .type("prometheus")
-        .current(
-            VariableOption(text=PROVISIONED_DATASOURCE_UID, value=PROVISIONED_DATASOURCE_UID)
-        )
+        .current(VariableOption(text=PROVISIONED_DATASOURCE_UID, value=PROVISIONED_DATASOURCE_UID))
     )
     run_id = (
         db.QueryVariable("run_id")
@@ -212,6 +210,7 @@ def return_row(d: db.Dashboard) -> None:
             "Episodes per minute",
             "Training episodes finished per minute (life loss ends an episode in training)",
             [query(f"rate(dsqn_episodes_total{{{SEL}}}[$__rate_interval]) * 60", "{{run_id}}")],
+            unit="opm",  # per minute
             width=6,
             soft_min=0,
         )
@@ -297,6 +296,7 @@ def throughput_row(d: db.Dashboard) -> None:
                     "B",
                 ),
             ],
+            unit="ops",  # per second
             width=12,
             soft_min=0,
         )
@@ -320,6 +320,7 @@ def throughput_row(d: db.Dashboard) -> None:
                     "B",
                 ),
             ],
+            unit="ops",  # per second
             width=12,
             soft_min=0,
         )
@@ -334,6 +335,7 @@ def throughput_row(d: db.Dashboard) -> None:
                     "{{run_id}}",
                 )
             ],
+            unit="ops",  # per second
             width=12,
             soft_min=0,
         )
@@ -343,6 +345,7 @@ def throughput_row(d: db.Dashboard) -> None:
             "Learner samples/s",
             "Replay transitions trained on per second (updates x batch size)",
             [query(f"dsqn_learner_samples_per_second{{{SEL}}}", "{{run_id}}")],
+            unit="ops",  # per second
             width=12,
             soft_min=0,
         )
