@@ -382,6 +382,8 @@ def _resume_target(args: argparse.Namespace) -> tuple[Path, RunRegistry | None]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from dsqn_rllib.ops.preflight import preflight
+
     if args.resume is not None:
         return _resume(args)
     cfg = config_from_args(args)
@@ -389,17 +391,20 @@ def _train(args: argparse.Namespace) -> int:
         print(presets.to_toml(cfg), end="")
         return 0
     _check_new_run(cfg)
+    # Memory, learner device, metrics port, before Ray starts (Trainer checks them again for
+    # users of the Python API; here they come before anything else is opened).
+    preflight(cfg)
+    _say_config(cfg, args.preset)
     from dsqn_rllib.run import Trainer
 
-    trainer = Trainer(cfg)  # memory, learner device, metrics port: checked before Ray starts
-    _say_config(cfg, args.preset)
-    return _finish(trainer.run())
+    return _finish(Trainer(cfg).run())
 
 
 def _resume(args: argparse.Namespace) -> int:
     """``--resume RUN``: every check (the checkpoint's files, the machine) before Ray starts;
     a refused resume writes nothing, so the run stays as it was."""
-    from dsqn_rllib.ops.checkpoints import read_checkpoint
+    from dsqn_rllib.ops.checkpoints import check_resumable, read_checkpoint
+    from dsqn_rllib.ops.preflight import preflight
 
     if not str(args.resume).strip():
         raise ConfigError(
@@ -423,16 +428,19 @@ def _resume(args: argparse.Namespace) -> int:
     if args.total_steps is not None:
         total = _convert(args.total_steps, None, "total_steps")
     path, registry = _resume_target(args)
-    ckpt, _cfg, progress = read_checkpoint(path)
+    ckpt, cfg, progress = read_checkpoint(path)
+    check_resumable(ckpt, cfg)
     done = int(progress.get("env_steps", 0))
     if total is not None and total <= done:
         raise ConfigError(
             f"--total-steps {total:,} is not past the {done:,} env steps the checkpoint "
             f"{ckpt} has done: nothing to train; give more steps"
         )
+    if total is not None:
+        cfg = dataclasses.replace(cfg, total_steps=total)
+    preflight(cfg)
     from dsqn_rllib.run import Trainer
 
-    # The learner's files and the machine are checked in there, before Ray starts.
     trainer = Trainer.resume(path, total_steps=total, registry=registry)
     return _finish(trainer.run())
 
