@@ -390,14 +390,24 @@ def test_dqn_runs_channels_last_frames_in_channels_last_memory_without_a_copy() 
     assert x.shape == (3, *ATARI) and x.data_ptr() == frames.data_ptr()  # a view of the batch
 
 
-def test_dsqn_runs_channels_last_frames_in_plain_nchw() -> None:
-    net = DSQN(ATARI_HWC, 6, T=2)
-    seen: list[bool] = []
-    net.layers["conv1"].register_forward_hook(
-        lambda m, args, out: seen.append(args[0].is_contiguous())
-    )
-    net(torch.randint(0, 256, (3, *ATARI_HWC), dtype=torch.uint8))
-    assert seen == [True]
+@pytest.mark.parametrize("execution", ["reference", "folded"])
+def test_dsqn_runs_its_convs_channels_last_on_cpu(execution: str) -> None:
+    """(H, W, C) frames are a view (no copy), (C, H, W) ones are converted once; every conv
+    then reads channels-last memory, the spikes between them included."""
+    for shape in (ATARI_HWC, ATARI):
+        net = amplify(DSQN(shape, 6, T=2, execution=execution))
+        seen: dict[str, list[bool]] = {}
+        for name in ("conv1", "conv2", "conv3"):
+            net.layers[name].register_forward_hook(
+                lambda m, args, out, name=name, seen=seen: seen.setdefault(name, []).append(
+                    args[0].is_contiguous(memory_format=torch.channels_last)
+                )
+            )
+        net(torch.randint(0, 256, (3, *shape), dtype=torch.uint8))
+        assert seen and all(all(v) for v in seen.values()), seen
+    frames = torch.rand(3, *ATARI_HWC)
+    x = DSQN(ATARI_HWC, 6, T=2).prepare_obs(frames)
+    assert x.shape == (3, *ATARI) and x.data_ptr() == frames.data_ptr()
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ from dsqn_rllib.snn.neurons import (
     lif_step,
     parse_surrogate,
 )
+from dsqn_rllib.snn.precision import Precision, apply_layer, parse_precision, resolve_precision
 from dsqn_rllib.snn.readouts import MEMBRANE_READOUTS, Readout, firing_rate, parse_readout
 
 
@@ -313,14 +314,29 @@ class QNetwork(nn.Module):
         num_actions: int,
         stack: ConvStack,
         channels_last: bool = False,
+        precision: str | Precision = Precision.FP32,
     ) -> None:
         super().__init__()
+        self._precision = parse_precision(precision)
         self.obs_shape = obs_shape
         """The observation shape as the env gives it (what ``forward`` checks)."""
         self.num_actions = num_actions
         self._channels_last = channels_last
         self.layers = stack.layers
         self.layer_shapes: tuple[LayerShape, ...] = tuple(stack.shapes)
+
+    @property
+    def precision(self) -> Precision:
+        """How the learner update computes on this network's current device (``auto``
+        resolved); see ``dsqn_rllib.snn.precision``. Acting is fp32 either way."""
+        return resolve_precision(self._precision, self.layers["out"].weight.device)
+
+    def layer(self, name: str, x: Tensor) -> Tensor:
+        """Layer ``name`` on ``x``; in a learner update under ``Precision.BF16`` the hidden
+        layers (not the encoder, which sees real-valued frames, nor the head) run in bf16."""
+        names = list(self.layers.keys())
+        hidden = name not in (names[0], names[-1])
+        return apply_layer(self.layers[name], x, self.precision, bf16_ok=hidden)
 
     @property
     def channels_last(self) -> bool:
@@ -348,9 +364,22 @@ class QNetwork(nn.Module):
         )
 
     def _channels_first(self, obs: Tensor) -> Tensor:
-        """(B, H, W, C) → (B, C, H, W), copied into plain NCHW memory (the uint8 frame, before
-        scaling, is the cheaper copy): the layout the CHW fast path runs in."""
-        return obs.permute(0, 3, 1, 2).contiguous()
+        """(B, H, W, C) → (B, C, H, W). On a CPU the permuted view is NCHW in channels-last
+        memory, the layout ``conv_input`` runs the convs in: no copy. Elsewhere it is copied
+        into plain NCHW (the uint8 frame, before scaling, is the cheaper copy)."""
+        x = obs.permute(0, 3, 1, 2)
+        return x if x.device.type == "cpu" else x.contiguous()
+
+    @staticmethod
+    def conv_input(x: Tensor) -> Tensor:
+        """A frame batch in the memory layout the convs run fastest in on its device: on a CPU
+        oneDNN runs them in NHWC (channels-last), which the layers after keep (the convs
+        output channels-last, the LIF layers write their spikes in their input's layout).
+        The same function: a layout is only memory order, and ``flatten`` keeps the logical
+        C, H, W order. On CUDA, plain NCHW (fp32 cuDNN gains nothing from NHWC)."""
+        if x.dim() == 4 and x.device.type == "cpu":
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     @staticmethod
     def _flatten_features(x: Tensor, layer: nn.Module) -> Tensor:
@@ -366,33 +395,30 @@ class QNetwork(nn.Module):
 class DenseQNetwork(QNetwork):
     """ReLU after every layer but the last: the ANN the spiking nets are compared with."""
 
-    def _channels_first(self, obs: Tensor) -> Tensor:
-        # The permuted view is NCHW in channels_last memory, what forward runs the CPU convs
-        # in: no copy there. Elsewhere the CHW path's plain NCHW.
-        x = obs.permute(0, 3, 1, 2)
-        return x if x.device.type == "cpu" else x.contiguous()
-
     def forward(self, obs: Tensor) -> Tensor:
-        x = self.prepare_obs(obs)
-        if x.dim() == 4 and x.device.type == "cpu":
-            # oneDNN runs the convs in NHWC: a Nature-CNN update (batch 32, 2 cores) is ~11%
-            # faster; the same function (flatten keeps the logical C, H, W order). The DSQN's
-            # folded LIF layers were measured slower this way, so it stays NCHW.
-            x = x.contiguous(memory_format=torch.channels_last)
-        layers = list(self.layers.values())
-        for layer in layers[:-1]:
-            x = torch.relu(layer(self._flatten_features(x, layer)))
-        return layers[-1](x)
+        # NHWC convs on a CPU: a Nature-CNN update (batch 32, 2 cores) is ~11% faster.
+        x = self.conv_input(self.prepare_obs(obs))
+        names = list(self.layers.keys())
+        for name in names[:-1]:
+            x = torch.relu(self.layer(name, self._flatten_features(x, self.layers[name])))
+        return self.layer(names[-1], x)
 
 
 class DQN(DenseQNetwork):
     """Mnih et al. 2015: ``32C8S4-ReLU-64C4S2-ReLU-64C3S1-ReLU-512-ReLU-N``."""
 
-    def __init__(self, obs_shape: Sequence[int], num_actions: int, bias: bool = True) -> None:
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        bias: bool = True,
+        precision: str | Precision = Precision.FP32,
+    ) -> None:
         layout = image_layout(obs_shape)
         num_actions = _check_num_actions(num_actions)
         stack = build_conv_stack(layout.chw, num_actions, bias)
-        super().__init__(tuple(int(d) for d in obs_shape), num_actions, stack, layout.channels_last)
+        shape = tuple(int(d) for d in obs_shape)
+        super().__init__(shape, num_actions, stack, layout.channels_last, precision)
 
 
 class MLP(DenseQNetwork):
@@ -404,12 +430,12 @@ class MLP(DenseQNetwork):
         num_actions: int,
         bias: bool = True,
         hidden_sizes: Sequence[int] = MLP_HIDDEN,
+        precision: str | Precision = Precision.FP32,
     ) -> None:
         shape = _check_obs_shape(obs_shape, 1, "(features,)")
         num_actions = _check_num_actions(num_actions)
-        super().__init__(
-            shape, num_actions, build_mlp_stack(shape[0], num_actions, bias, hidden_sizes)
-        )
+        stack = build_mlp_stack(shape[0], num_actions, bias, hidden_sizes)
+        super().__init__(shape, num_actions, stack, precision=precision)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -444,8 +470,9 @@ class SpikingQNetwork(QNetwork):
         stack: ConvStack,
         config: SpikingConfig,
         channels_last: bool = False,
+        precision: str | Precision = Precision.FP32,
     ) -> None:
-        super().__init__(obs_shape, num_actions, stack, channels_last)
+        super().__init__(obs_shape, num_actions, stack, channels_last, precision)
         self.config = config
         self.neuron = config.neuron_params()
         self.T = config.T
@@ -468,7 +495,7 @@ class SpikingQNetwork(QNetwork):
     def forward(
         self, obs: Tensor, return_stats: bool = False
     ) -> Tensor | tuple[Tensor, SpikeStats]:
-        x = self.prepare_obs(obs)
+        x = self.conv_input(self.prepare_obs(obs))
         if self.execution_path is ExecutionPath.REFERENCE:
             q, spikes = self._forward_reference(x)
         else:
@@ -482,32 +509,34 @@ class SpikingQNetwork(QNetwork):
         """Layer by layer over all T steps; returns Q and each LIF layer's ``[T, B, ...]``."""
         T, batch = self.T, x.shape[0]
         names = list(self.layers.keys())
-        encoder, hidden, head = names[0], names[1:-1], self.layers["out"]
-        s_seq = lif_constant_input(self.layers[encoder](x), T, self.neuron)
+        encoder, hidden = names[0], names[1:-1]
+        s_seq = lif_constant_input(self.layer(encoder, x), T, self.neuron)
         spikes = {encoder: s_seq}
         for name in hidden:
-            layer = self.layers[name]
-            current = layer(self._flatten_features(s_seq.flatten(0, 1), layer))
+            features = self._flatten_features(s_seq.flatten(0, 1), self.layers[name])
+            current = self.layer(name, features)
             s_seq = lif_multistep(current.unflatten(0, (T, batch)), self.neuron)
             spikes[name] = s_seq
         if self.readout is Readout.FIRING_RATE:
-            return head(firing_rate(s_seq)), spikes
-        v_seq = li_multistep(head(s_seq.flatten(0, 1)).unflatten(0, (T, batch)), self.neuron)
+            return self.layer("out", firing_rate(s_seq)), spikes
+        v_seq = li_multistep(
+            self.layer("out", s_seq.flatten(0, 1)).unflatten(0, (T, batch)), self.neuron
+        )
         return MEMBRANE_READOUTS[self.readout](v_seq), spikes
 
     def _forward_reference(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Step by step, the equations as written: every layer at t, then t + 1."""
         p = self.neuron
         names = list(self.layers.keys())
-        encoder_current = self.layers[names[0]](x)  # constant input: computed once
+        encoder_current = self.layer(names[0], x)  # constant input: computed once
         membranes: dict[str, Tensor | None] = dict.fromkeys(names, None)
         spike_steps: dict[str, list[Tensor]] = {name: [] for name in names[:-1]}
         out_steps: list[Tensor] = []
         for _t in range(self.T):
             s: Tensor | None = None
             for name in names[:-1]:
-                layer = self.layers[name]
-                current = encoder_current if s is None else layer(self._flatten_features(s, layer))
+                features = None if s is None else self._flatten_features(s, self.layers[name])
+                current = encoder_current if features is None else self.layer(name, features)
                 v = membranes[name]
                 s, membranes[name] = lif_step(
                     current, initial_membrane(current, p) if v is None else v, p
@@ -516,7 +545,7 @@ class SpikingQNetwork(QNetwork):
             assert s is not None
             if self.readout is Readout.FIRING_RATE:
                 continue
-            current = self.layers["out"](s)
+            current = self.layer("out", s)
             v_out = membranes["out"]
             membranes["out"] = li_step(
                 current, initial_membrane(current, p) if v_out is None else v_out, p
@@ -524,7 +553,7 @@ class SpikingQNetwork(QNetwork):
             out_steps.append(membranes["out"])  # type: ignore[arg-type]
         spikes = {name: torch.stack(steps) for name, steps in spike_steps.items()}
         if self.readout is Readout.FIRING_RATE:
-            return self.layers["out"](firing_rate(spikes[names[-2]])), spikes
+            return self.layer("out", firing_rate(spikes[names[-2]])), spikes
         return MEMBRANE_READOUTS[self.readout](torch.stack(out_steps)), spikes
 
 
@@ -532,7 +561,8 @@ class DSQN(SpikingQNetwork):
     """Chen et al. 2022: ``Input-32C8S4-LIF-64C4S2-LIF-64C3S1-LIF-Flatten-512-LIF-N-LI``.
 
     Keywords are the fields of ``SpikingConfig`` (``T``, ``readout``, ``tau``, ``v_threshold``,
-    ``v_reset``, ``surrogate``, ``surrogate_alpha``, ``detach_reset``, ``bias``, ``execution``).
+    ``v_reset``, ``surrogate``, ``surrogate_alpha``, ``detach_reset``, ``bias``, ``execution``)
+    and ``precision`` (``"fp32"``, ``"bf16"``: fp32 forward, bf16 backward; ``"auto"``).
     """
 
     def __init__(
@@ -540,6 +570,7 @@ class DSQN(SpikingQNetwork):
         obs_shape: Sequence[int],
         num_actions: int,
         config: SpikingConfig | None = None,
+        precision: str | Precision = Precision.FP32,
         **options: Any,
     ) -> None:
         layout = image_layout(obs_shape)
@@ -547,7 +578,7 @@ class DSQN(SpikingQNetwork):
         cfg = spiking_config(config, **options)
         stack = build_conv_stack(layout.chw, num_actions, cfg.bias)
         shape = tuple(int(d) for d in obs_shape)
-        super().__init__(shape, num_actions, stack, cfg, layout.channels_last)
+        super().__init__(shape, num_actions, stack, cfg, layout.channels_last, precision)
 
 
 class SpikingMLP(SpikingQNetwork):
@@ -559,13 +590,14 @@ class SpikingMLP(SpikingQNetwork):
         num_actions: int,
         config: SpikingConfig | None = None,
         hidden_sizes: Sequence[int] = MLP_HIDDEN,
+        precision: str | Precision = Precision.FP32,
         **options: Any,
     ) -> None:
         shape = _check_obs_shape(obs_shape, 1, "(features,)")
         num_actions = _check_num_actions(num_actions)
         cfg = spiking_config(config, **options)
         stack = build_mlp_stack(shape[0], num_actions, cfg.bias, hidden_sizes)
-        super().__init__(shape, num_actions, stack, cfg)
+        super().__init__(shape, num_actions, stack, cfg, precision=precision)
 
 
 class ModelKind(str, Enum):
@@ -580,8 +612,8 @@ def build_q_network(
 ) -> QNetwork:
     """DSQN/DQN for image observations (C, H, W) or (H, W, C); SpikingMLP/MLP for vectors (F,).
 
-    ``options`` are ``SpikingConfig`` fields (spiking only), ``bias``, and ``hidden_sizes``
-    (MLPs only).
+    ``options`` are ``SpikingConfig`` fields (spiking only), ``bias``, ``precision`` (fp32,
+    bf16, auto: see ``dsqn_rllib.snn.precision``) and ``hidden_sizes`` (MLPs only).
     """
     try:
         kind = ModelKind(model)
@@ -589,10 +621,11 @@ def build_q_network(
         raise ValueError(f"unknown model {model!r}; allowed: dsqn, dqn") from None
     is_image = len(tuple(obs_shape)) != 1  # anything but a vector: the conv nets check it
     if kind is ModelKind.DQN:
-        spiking_only = sorted(set(options) - {"bias", "hidden_sizes"})
+        spiking_only = sorted(set(options) - {"bias", "hidden_sizes", "precision"})
         if spiking_only:
             raise ValueError(
-                f"option(s) {spiking_only} apply to the spiking model only (dqn takes bias)"
+                f"option(s) {spiking_only} apply to the spiking model only "
+                "(dqn takes bias and precision)"
             )
         if is_image:
             options.pop("hidden_sizes", None)
