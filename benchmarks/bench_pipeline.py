@@ -191,6 +191,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="one measurement window")
     parser.add_argument("--rounds", type=int, default=4, help="windows of each, alternating")
     parser.add_argument("--learning-starts", type=int, default=1000)
+    parser.add_argument("--learner-device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--skip-minimal", action="store_true", help="pipeline only (no minimal-loop baseline)"
+    )
     args = parser.parse_args()
     keep_freed_memory_mapped()
     runner_counts = [int(r) for r in args.runners.split(",")]
@@ -215,6 +219,7 @@ def main() -> None:
                     buffer_size=100_000,
                     epsilon_decay_steps=1,
                     epsilon_end=0.1,
+                    learner_device=args.learner_device,
                 )
                 .with_spiking(T=args.T)
                 .validate()
@@ -222,6 +227,14 @@ def main() -> None:
             warmup = args.learning_starts + 2 * E * 32
             pipe = Pipeline(cfg, warmup)
             pipe.pause()
+            if args.skip_minimal:
+                try:
+                    windows = [pipe.window(args.seconds) for _ in range(args.rounds)]
+                finally:
+                    pipe.close()
+                layout = "in-process" if runners == 0 else f"{runners} runners"
+                _print_rates(f"dsqn train, {layout} x {args.envs} envs", _mean(windows))
+                continue
             loop = MinimalLoop(cfg, warmup)
             loops, pipes = [], []
             try:

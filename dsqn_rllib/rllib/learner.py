@@ -17,6 +17,9 @@ non-finite-gradient guard, and a lean path for the batches ``PipelinedDQN`` send
   equal consecutive minibatches, as RLlib would cut them) ``update`` moves the batch to the
   device once and runs RLlib's own per-minibatch ``_update`` and before/after hooks (lr
   schedule, target-network sync) directly; anything else goes through RLlib's path.
+* ``_update`` runs inside ``dsqn_rllib.snn.precision.learner_update()``: with a network's
+  ``precision="bf16"`` the whole update (the target network's forward included) computes in
+  bf16 while the env runners act in fp32.
 * The DQN loss (``compute_loss_for_module``) is RLlib's for expectation Q-learning
   (``num_atoms == 1``, no loss mask): same targets, same n-step discount, same weights and
   loss function, minus the per-update td-error series that only prioritized replay reads.
@@ -45,6 +48,7 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch
 from torch import nn
 
 from dsqn_rllib.snn.optim import make_adam, step_if_finite
+from dsqn_rllib.snn.precision import learner_update
 from dsqn_rllib.snn.spike_init import PROBE_FRAMES, SpikeInit, threshold_aware_init_
 
 # Per-module metric: updates skipped because a gradient held an inf or NaN (lifetime sum).
@@ -109,6 +113,12 @@ class FusedAdamDQNLearner(DQNTorchLearner):
             self.metrics.log_value((module_id, self.TOTAL_LOSS_KEY), loss, window=1)
         self.after_gradient_based_update(timesteps=timesteps)
         return self.metrics.reduce()
+
+    def _update(self, *args: Any, **kwargs: Any) -> Any:
+        # The target network's forward (no_grad) is part of the update: under a network's
+        # precision="bf16" it computes in bf16 like the online one; acting stays fp32.
+        with learner_update():
+            return super()._update(*args, **kwargs)
 
     def compute_loss_for_module(
         self, *, module_id: str, config: Any, batch: dict, fwd_out: dict
