@@ -144,8 +144,8 @@ def train(run_dir: Path, run_id: str, model: str) -> Path:
     proc = subprocess.run(
         [sys.executable, "-m", "dsqn_rllib.cli", "train", "--env", "CartPole-v1",
          "--model", model, "--hidden-sizes", "16", "--T", "2", "--num-env-runners", "0",
-         "--envs-per-runner", "2", "--total-steps", "1000", "--learning-starts", "200",
-         "--buffer-size", "5000", "--train-batch-size", "32", "--eval-interval", "500",
+         "--envs-per-runner", "2", "--total-steps", "6000", "--learning-starts", "200",
+         "--buffer-size", "5000", "--train-batch-size", "32", "--eval-interval", "2000",
          "--eval-episodes", "3", "--checkpoint-interval", "0", "--run-dir", str(run_dir),
          "--run-id", run_id],
         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -156,7 +156,8 @@ def train(run_dir: Path, run_id: str, model: str) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A DSQN and a DQN run of ``dsqn train`` on CartPole, each evaluated twice."""
+    """A DSQN and a DQN run of ``dsqn train`` on CartPole, each evaluated more than once (6,000
+    steps: several 2-s iterations even on an idle machine)."""
     root = tmp_path_factory.mktemp("runs")
     return train(root, "snn", "dsqn"), train(root, "ann", "dqn")
 

@@ -135,16 +135,11 @@ def _layout_network(run_dir: Path) -> QNetwork | None:
 # --- one run -------------------------------------------------------------------------------------
 
 
-def draw_training_curves(run: RunRecords, net: QNetwork | None = None) -> Figure:
-    """Return (training, and evaluations mean ± std), TD loss, Q, ε, energy per env step and
-    firing rates against env steps, one panel each."""
-    steps = run.steps
-    fig, axes = plt.subplots(2, 3, figsize=(16, 8))
-    ret, loss, q, eps, energy, rates = axes.flat
-
-    ret.plot(steps, run.series("episode_return_mean"), label="training (last 100 episodes)")
+def _plot_returns(ax: Any, run: RunRecords) -> None:
+    """Training return (last 100 episodes) with the evaluations (mean ± std) on ``ax``."""
+    ax.plot(run.steps, run.series("episode_return_mean"), label="training (last 100 episodes)")
     if run.evaluations:
-        ret.errorbar(
+        ax.errorbar(
             [e["env_steps"] for e in run.evaluations],
             [e["mean"] for e in run.evaluations],
             yerr=[e.get("std", 0.0) for e in run.evaluations],
@@ -152,6 +147,16 @@ def draw_training_curves(run: RunRecords, net: QNetwork | None = None) -> Figure
             capsize=3,
             label="evaluation (mean ± std)",
         )
+
+
+def draw_training_curves(run: RunRecords, net: QNetwork | None = None) -> Figure:
+    """Return (training, and evaluations mean ± std), TD loss, Q, ε, energy per env step and
+    firing rates against env steps, one panel each."""
+    steps = run.steps
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8))
+    ret, loss, q, eps, energy, rates = axes.flat
+
+    _plot_returns(ret, run)
     ret.set(ylabel="episode return", title="return")
     ret.legend(fontsize="small")
 
@@ -203,16 +208,7 @@ def write_report(
     written = []
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot(steps, run.series("episode_return_mean"), label="training (last 100 episodes)")
-    if run.evaluations:
-        ax.errorbar(
-            [e["env_steps"] for e in run.evaluations],
-            [e["mean"] for e in run.evaluations],
-            yerr=[e.get("std", 0.0) for e in run.evaluations],
-            marker="o",
-            capsize=3,
-            label="evaluation (mean ± std)",
-        )
+    _plot_returns(ax, run)
     ax.set(xlabel="env steps", ylabel="episode return", title=f"{run.name}: return")
     ax.legend()
     written.append(_save(fig, out / "returns.png"))

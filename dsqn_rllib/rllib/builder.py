@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import torch
@@ -32,20 +33,14 @@ def build_algorithm_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
 
 
 def observer_settings(cfg: TrainConfig) -> ObserverSettings:
-    """``RunObserver``'s settings for the ``dsqn train`` driver: guard, energy and metrics;
-    the registry stays with the driver (attempts, resume, the run's final status)."""
-    return ObserverSettings(
-        model_kind=cfg.model,
-        net_options=cfg.model_options(),
-        env_label=cfg.game or str(cfg.env),
-        frame_skip=4 if cfg.is_atari else 1,
-        silent_layer_patience=cfg.silent_layer_patience,
-        run_id=cfg.run_id,
-        seed=cfg.seed,
-        registry=False,
-        metrics_port=cfg.metrics_port,
-        metrics_host=cfg.metrics_host,
-    )
+    """``RunObserver``'s settings for the ``dsqn train`` driver (those of ``cfg``'s
+    ``DSQNConfig``): guard, energy and metrics; the registry stays with the driver (attempts,
+    resume, the run's final status)."""
+    return _driver_settings(to_dsqn_config(cfg))
+
+
+def _driver_settings(config: DSQNConfig) -> ObserverSettings:
+    return replace(ObserverSettings.from_config(config), registry=False)
 
 
 def to_dsqn_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DSQNConfig:
@@ -87,10 +82,13 @@ def to_dsqn_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DSQNC
         )
         .reporting(min_time_s_per_iteration=iteration_seconds)
         .debugging(seed=cfg.seed)
-        # The driver (dsqn_rllib.run.Trainer) keeps the registry itself.
-        .callbacks(partial(RunObserver, observer_settings(cfg)))
+        .observability(
+            run_id=cfg.run_id, metrics_port=cfg.metrics_port, metrics_host=cfg.metrics_host
+        )
     )
     if cfg.epsilon_decay_steps == 0:
         config.epsilon = [(0, cfg.epsilon_end), (1, cfg.epsilon_end)]
+    # The driver (dsqn_rllib.run.Trainer) keeps the registry itself.
+    config.callbacks(partial(RunObserver, _driver_settings(config)))
     config.validate_dsqn()
     return config
