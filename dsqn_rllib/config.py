@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from dsqn_rllib.errors import ConfigError, check_int, check_number
 from dsqn_rllib.snn.networks import ModelKind, SpikingConfig, spiking_config
+from dsqn_rllib.snn.precision import Precision, parse_precision
 from dsqn_rllib.snn.spike_init import DEFAULT_TARGET_RATE, SpikeInit
 
 
@@ -55,6 +56,10 @@ class TrainConfig:
     """Hidden layers of the MLP used for vector observations."""
     api_stack: ApiStack = ApiStack.NEW
     """new: RLModule + our pipeline; old: TorchModelV2 under RLlib's old-stack DQN."""
+    precision: Precision = Precision.FP32
+    """fp32 (the paper's) or bf16: acting and evaluation stay fp32 bit for bit, the learner
+    update runs the hidden layers in bf16 on fp32 master weights (beyond the paper; README);
+    auto: bf16 where measured faster (AMX-bf16 CPUs, CUDA sm80+)."""
 
     # Learning (the authors' DQN)
     lr: float = 2.5e-4
@@ -189,6 +194,10 @@ class TrainConfig:
                 raise ConfigError("spike_init threshold-aware applies to a DSQN on an Atari game")
             if self.api_stack is not ApiStack.NEW:
                 raise ConfigError("spike_init threshold-aware needs --api-stack new")
+        try:
+            self.precision = parse_precision(self.precision)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         check_number("spike_init_rate", self.spike_init_rate, 0.0, 1.0, low_open=True)
         if self.spike_init_rate >= 1.0:
             raise ConfigError(f"spike_init_rate must be < 1, got {self.spike_init_rate!r}")
@@ -285,7 +294,7 @@ class TrainConfig:
 
     def model_options(self) -> dict[str, Any]:
         """Keyword options of ``build_q_network`` for this config's model."""
-        options: dict[str, Any] = {"bias": self.spiking.bias}
+        options: dict[str, Any] = {"bias": self.spiking.bias, "precision": self.precision}
         if not self.is_atari:
             options["hidden_sizes"] = tuple(self.hidden_sizes)
         if self.model is ModelKind.DSQN:
@@ -300,7 +309,7 @@ class TrainConfig:
         out["spiking"] = {
             k: (v.value if isinstance(v, Enum) else v) for k, v in out["spiking"].items()
         }
-        for key in ("model", "api_stack", "spike_init"):
+        for key in ("model", "api_stack", "spike_init", "precision"):
             out[key] = (
                 getattr(self, key).value if isinstance(getattr(self, key), Enum) else out[key]
             )

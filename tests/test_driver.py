@@ -161,3 +161,22 @@ def test_a_final_record_the_registry_missed_is_written_by_the_next_command(
     finally:
         revived.kill()
         revived.wait()
+
+
+def test_dsqn_train_precision_bf16_reaches_the_learner(tmp_path: Path) -> None:
+    """``--precision bf16`` is a network option: the learner's network updates in bf16 (what the
+    pipeline reports it built), the run trains, and the checkpoint keeps the option."""
+    from dsqn_rllib.ops.checkpoints import load_network
+    from dsqn_rllib.run import Trainer
+    from dsqn_rllib.snn.precision import Precision
+
+    summary = Trainer(
+        _cartpole(tmp_path, total_steps=800, precision="bf16"), out=lambda line: None
+    ).run()
+    reports = [
+        json.loads(x) for x in (tmp_path / "goal" / "metrics.jsonl").read_text().split("\n")[:-1]
+    ]
+    assert {r["precision"] for r in reports} == {"bf16"}
+    assert summary.updates > 0
+    net, cfg, _ = load_network(summary.checkpoint)
+    assert cfg.precision is Precision.BF16 and net.precision is Precision.BF16

@@ -627,8 +627,13 @@ def paper_protocol_evaluation(algo: PipelinedDQN, eval_env_runner_group: Any) ->
 
 
 def _describe(net: QNetwork) -> dict[str, Any]:
-    """The Q-network's class and, when spiking, its T and readout."""
-    summary: dict[str, Any] = {"network": type(net).__name__, "spiking": bool(net.is_spiking)}
+    """The Q-network's class, the precision of its updates (``auto`` resolved on the learner's
+    device) and, when spiking, its T and readout."""
+    summary: dict[str, Any] = {
+        "network": type(net).__name__,
+        "spiking": bool(net.is_spiking),
+        "precision": net.precision.value,
+    }
     if net.is_spiking:
         summary.update({"T": int(net.T), "readout": net.readout.value})
     return summary

@@ -46,7 +46,12 @@ def _driver_settings(config: DSQNConfig) -> ObserverSettings:
 def to_dsqn_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DSQNConfig:
     """``cfg``'s options as the ``DSQNConfig`` that holds them for RLlib (and Tune)."""
     network = network_options(
-        cfg.model, cfg.spiking, tuple(cfg.hidden_sizes), cfg.spike_init, cfg.spike_init_rate
+        cfg.model,
+        cfg.spiking,
+        tuple(cfg.hidden_sizes),
+        cfg.spike_init,
+        cfg.spike_init_rate,
+        cfg.precision,
     )
     config = (
         DSQNConfig()

@@ -45,6 +45,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from dsqn_rllib.envs.atari import resolve_env
 from dsqn_rllib.errors import ConfigError, check_int, check_number
 from dsqn_rllib.snn.networks import ModelKind, SpikingConfig, spiking_config
+from dsqn_rllib.snn.precision import Precision, parse_precision
 from dsqn_rllib.snn.spike_init import DEFAULT_TARGET_RATE, SpikeInit
 
 
@@ -56,6 +57,7 @@ def network_options(
     hidden_sizes: tuple[int, ...] = (256, 256),
     spike_init: SpikeInit = SpikeInit.DEFAULT,
     spike_init_rate: float = DEFAULT_TARGET_RATE,
+    precision: Precision = Precision.FP32,
 ) -> dict[str, Any]:
     """The network's options as ``rl_module(model_config=...)`` takes them (plain values)."""
     spiking = spiking or SpikingConfig()
@@ -69,6 +71,7 @@ def network_options(
         "hidden_sizes": tuple(hidden_sizes),
         "spike_init": SpikeInit(spike_init).value,
         "spike_init_rate": spike_init_rate,
+        "precision": Precision(precision).value,
     }
 
 
@@ -269,7 +272,7 @@ class DSQNConfig(DQNConfig):
     def net_options(self) -> dict[str, Any]:
         """Keyword options of ``build_q_network`` for this config's model and env."""
         net = self.network
-        options: dict[str, Any] = {"bias": net["bias"]}
+        options: dict[str, Any] = {"bias": net["bias"], "precision": Precision(net["precision"])}
         if not self.is_atari:
             options["hidden_sizes"] = tuple(int(h) for h in net["hidden_sizes"])
         if self.model_kind is ModelKind.DSQN:
@@ -332,6 +335,7 @@ class DSQNConfig(DQNConfig):
             raise ConfigError(f"model must be dsqn or dqn, got {net['model']!r}") from None
         try:
             self.spiking  # noqa: B018 (validates T, readout, surrogate, tau, thresholds)
+            parse_precision(net["precision"])
         except ValueError as err:
             raise ConfigError(str(err)) from None
         try:
