@@ -35,6 +35,7 @@ from dsqn_rllib.ops.runtime import keep_freed_memory_mapped
 from dsqn_rllib.replay.frame_replay import FrameReplayBuffer, StreamTracker, newest_frames
 from dsqn_rllib.snn.networks import build_q_network
 from dsqn_rllib.snn.optim import make_adam
+from dsqn_rllib.snn.precision import learner_update
 
 
 @dataclass
@@ -94,20 +95,21 @@ def minimal_loop(cfg: TrainConfig) -> Iterator[tuple[int, int]]:
             steps += E
             due = (steps - cfg.learning_starts) // cfg.train_every + 1
             while steps >= cfg.learning_starts and updates < due:
-                b = replay.sample(cfg.train_batch_size)
-                q = (
-                    net(torch.from_numpy(b.obs))
-                    .gather(1, torch.from_numpy(b.actions)[:, None])
-                    .squeeze(1)
-                )
-                with torch.no_grad():
-                    bootstrap = target(torch.from_numpy(b.next_obs)).amax(1)
-                    done = torch.from_numpy(b.terminated)
-                    y = torch.from_numpy(b.rewards) + cfg.gamma * (1 - done) * bootstrap
-                loss = nn.functional.mse_loss(q, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                with learner_update():  # the learner's precision (bf16: target forward too)
+                    b = replay.sample(cfg.train_batch_size)
+                    q = (
+                        net(torch.from_numpy(b.obs))
+                        .gather(1, torch.from_numpy(b.actions)[:, None])
+                        .squeeze(1)
+                    )
+                    with torch.no_grad():
+                        bootstrap = target(torch.from_numpy(b.next_obs)).amax(1)
+                        done = torch.from_numpy(b.terminated)
+                        y = torch.from_numpy(b.rewards) + cfg.gamma * (1 - done) * bootstrap
+                    loss = nn.functional.mse_loss(q, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
                 updates += 1
             yield steps, updates
     finally:
@@ -192,6 +194,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="windows of each, alternating")
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--learner-device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     parser.add_argument(
         "--skip-minimal", action="store_true", help="pipeline only (no minimal-loop baseline)"
     )
@@ -220,6 +223,7 @@ def main() -> None:
                     epsilon_decay_steps=1,
                     epsilon_end=0.1,
                     learner_device=args.learner_device,
+                    precision=args.precision,
                 )
                 .with_spiking(T=args.T)
                 .validate()

@@ -43,3 +43,15 @@ def test_the_top_level_names_still_import() -> None:
 
     for name in dsqn_rllib.__all__:
         assert getattr(dsqn_rllib, name) is not None, name
+
+
+def test_the_package_uses_no_private_torch_api() -> None:
+    """``torch._something`` may change or vanish in any release (#16)."""
+    private = re.compile(r"\btorch\._[a-z]")
+    users = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if private.search(line)
+    ]
+    assert users == []

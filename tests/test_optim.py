@@ -50,3 +50,15 @@ def test_a_non_finite_gradient_skips_the_whole_step(fused: bool, bad: float) -> 
     weight.grad = torch.ones(5, 3)
     assert step_if_finite(optimizer).item() == 0.0
     assert not torch.equal(weight, before)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_huge_but_finite_gradient_still_steps(fused: bool) -> None:
+    """1,000 gradients of 1e18: their sum of squares (1e39) overflows float32, so a guard on the
+    2-norm would skip this step; Adam itself takes it (each 1e36 fits)."""
+    weight = torch.nn.Parameter(torch.zeros(1000))
+    optimizer = make_adam([weight], lr=0.01, eps=1e-8) if fused else torch.optim.Adam([weight])
+    weight.grad = torch.full((1000,), 1e18)
+    assert torch.linalg.vector_norm(weight.grad).isinf()  # what a 2-norm guard would see
+    assert step_if_finite(optimizer).item() == 0.0
+    assert torch.isfinite(weight).all() and (weight < 0).all()
