@@ -26,9 +26,7 @@ def build_algorithm_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
     if cfg.api_stack is ApiStack.OLD:
         from dsqn_rllib.rllib.old_stack import build_old_stack_config
 
-        return build_old_stack_config(
-            cfg, observer_settings(cfg), iteration_seconds=iteration_seconds
-        )
+        return build_old_stack_config(cfg, iteration_seconds=iteration_seconds)
     return to_dsqn_config(cfg, iteration_seconds=iteration_seconds)
 
 

@@ -37,7 +37,7 @@ from ray.rllib.utils.from_config import from_config
 from ray.rllib.utils.replay_buffers import ReplayBuffer
 from ray.tune.registry import register_env
 
-from dsqn_rllib.rllib.callbacks import ObserverSettings, RunObserver
+from dsqn_rllib.rllib.callbacks import RunObserver
 from dsqn_rllib.rllib.rl_module import check_plain_q_head
 from dsqn_rllib.snn.networks import ModelKind, QNetwork, build_q_network
 
@@ -165,9 +165,11 @@ def _make_env(env_config: dict) -> gym.Env:
     return gym.make(cfg.env)  # type: ignore[arg-type]
 
 
-def build_old_stack_config(
-    cfg: TrainConfig, observer: ObserverSettings, *, iteration_seconds: float = 2.0
-) -> DQNConfig:
+def build_old_stack_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DQNConfig:
+    """Stock old-stack DQN (``OldStackDQN``) with our TorchModelV2 for ``cfg``; the same
+    ``RunObserver`` settings as the new stack's driver."""
+    from dsqn_rllib.rllib.builder import observer_settings
+
     register_models()
     register_env(ENV_NAME, _make_env)
     options = cfg.model_options()
@@ -210,5 +212,5 @@ def build_old_stack_config(
         .fault_tolerance(restart_failed_env_runners=True)
         .reporting(min_time_s_per_iteration=iteration_seconds, min_sample_timesteps_per_iteration=0)
         .debugging(seed=cfg.seed, log_level="ERROR")
-        .callbacks(partial(RunObserver, observer))
+        .callbacks(partial(RunObserver, observer_settings(cfg)))
     )
