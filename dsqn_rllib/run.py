@@ -411,8 +411,8 @@ class Trainer:
                     self.out(
                         f"[{cfg.run_id}] evaluation due at {self._next_eval:,} steps waits "
                         f"for the one of {self._pending_eval[1]:,} steps (an evaluation takes "
-                        f"longer than --eval-interval steps of training; raise --eval-interval "
-                        f"or --eval-episodes lower): it starts when that one ends"
+                        f"longer than --eval-interval steps of training; raise --eval-interval or "
+                        f"lower --eval-episodes): it starts when that one ends"
                     )
             if self.checkpoints.due(self.env_steps):
                 self.save(self.paths.latest)
