@@ -391,13 +391,13 @@ def _train(args: argparse.Namespace) -> int:
         print(presets.to_toml(cfg), end="")
         return 0
     _check_new_run(cfg)
-    # Memory, learner device, metrics port, before Ray starts (Trainer checks them again for
-    # users of the Python API; here they come before anything else is opened).
+    # Memory, learner device, metrics port, before Ray starts and before anything is opened
+    # (Trainer makes the same checks for users of the Python API unless told they are made).
     preflight(cfg)
     _say_config(cfg, args.preset)
     from dsqn_rllib.run import Trainer
 
-    return _finish(Trainer(cfg).run())
+    return _finish(Trainer(cfg, checked=True).run())
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -441,7 +441,7 @@ def _resume(args: argparse.Namespace) -> int:
     preflight(cfg)
     from dsqn_rllib.run import Trainer
 
-    trainer = Trainer.resume(path, total_steps=total, registry=registry)
+    trainer = Trainer.resume(path, total_steps=total, registry=registry, checked=True)
     return _finish(trainer.run())
 
 

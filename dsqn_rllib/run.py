@@ -146,11 +146,14 @@ class Trainer:
         resume_progress: dict | None = None,
         registry: RunRegistry | None = None,
         out: Callable[[str], None] | None = None,
+        checked: bool = False,
     ) -> None:
         self.cfg = cfg.validate()
         # The machine's checks (memory, learner device, metrics port) before any file, registry
         # write or Ray actor: a run this machine cannot hold is one line, nothing written.
-        preflight(self.cfg)
+        # ``checked``: the caller (the CLI) has just made them.
+        if not checked:
+            preflight(self.cfg)
         self.out = out or (lambda line: print(line, flush=True))
         if self.cfg.run_id is None:
             name = self.cfg.game or str(self.cfg.env).lower().replace("/", "_")
@@ -200,6 +203,7 @@ class Trainer:
         total_steps: int | None = None,
         registry: RunRegistry | None = None,
         out: Callable[[str], None] | None = None,
+        checked: bool = False,
     ) -> Trainer:
         """Continue the run whose checkpoint (or run directory) is ``path``.
 
@@ -212,7 +216,8 @@ class Trainer:
         local store next to the run directory) is opened.
         """
         ckpt, cfg, progress = read_checkpoint(path)
-        check_resumable(ckpt, cfg)  # the learner's files too: a damaged one before Ray starts
+        if not checked:  # the learner's files too: a damaged one before Ray starts
+            check_resumable(ckpt, cfg)
         if total_steps is not None:
             cfg.total_steps = total_steps
         run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
@@ -223,6 +228,7 @@ class Trainer:
             resume_progress=progress,
             registry=registry,
             out=out,
+            checked=checked,
         )
 
     def _prepare_resume(self, ckpt: Path) -> None:
