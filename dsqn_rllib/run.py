@@ -76,7 +76,7 @@ from dsqn_rllib.ops.registry import (
     reconcile_evaluations,
     this_host,
 )
-from dsqn_rllib.ops.stopping import RunAborted, StopSignals
+from dsqn_rllib.ops.stopping import StopSignals
 from dsqn_rllib.ops.tensorboard import TensorBoardSink
 from dsqn_rllib.snn.networks import QNetwork, build_q_network
 
@@ -293,15 +293,18 @@ class Trainer:
             )
             summary = self._train()
         except BaseException as err:  # Ctrl-C and SystemExit too: the run did not finish
-            error = "aborted" if isinstance(err, RunAborted) else _one_line(err)
-            self._finish(RunStatus.FAILED, error)
-            if isinstance(err, RunAborted):
-                kept = self._latest_checkpoint[0] if self._latest_checkpoint else "none yet"
-                self.out(
-                    f"[{cfg.run_id}] aborted by a second {signal.Signals(err.signum).name}; "
-                    f"last good checkpoint: {kept}"
-                )
-            raise
+            aborted = self.stop.aborted(err)
+            self._finish(RunStatus.FAILED, "aborted" if aborted else _one_line(err))
+            if aborted is None:
+                raise
+            kept = self._latest_checkpoint[0] if self._latest_checkpoint else "none yet"
+            self.out(
+                f"[{cfg.run_id}] aborted by a second {signal.Signals(aborted.signum).name}; "
+                f"last good checkpoint: {kept}"
+            )
+            if aborted is err:
+                raise
+            raise aborted from None  # Ray's plain KeyboardInterrupt: the CLI exits 128 + signal
         if summary.stopped_by is None:
             self._finish(RunStatus.FINISHED)
             return summary

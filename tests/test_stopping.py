@@ -153,6 +153,32 @@ def test_a_signal_asks_to_stop_a_second_one_aborts_and_the_old_handlers_come_bac
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_a_second_signal_during_ray_get_is_still_an_abort() -> None:
+    """Ray's ``ray.get`` runs the handler from its wait loop and hands back a plain
+    KeyboardInterrupt (the cause of a CI run where the abort line went missing)."""
+    import threading
+
+    import ray
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+
+    @ray.remote
+    def slow() -> int:
+        time.sleep(20)
+        return 1
+
+    with StopSignals() as stop:
+        stop.request(signal.SIGINT)  # the first Ctrl-C: only a flag
+        assert stop.aborted(KeyboardInterrupt()) is None  # not an abort yet
+        pending = slow.remote()
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt) as raised:
+            ray.get(pending, timeout=30)
+    aborted = stop.aborted(raised.value)
+    assert isinstance(aborted, RunAborted) and aborted.exit_code == 130
+    assert stop.aborted(ValueError("other")) is None
+
+
 # --------------------------------------------------------------------------------------------
 # Real runs
 

@@ -15,6 +15,11 @@ terminal's Ctrl-C (sent to the whole foreground process group) reaches only the 
 
 The first signal writes one short notice with ``os.write`` (a handler may interrupt a
 ``print`` in progress; a second ``print`` from the handler would raise "reentrant call").
+
+Ray's ``ray.get`` runs Python's signal handlers from its C++ wait loop and turns whatever
+KeyboardInterrupt they raise into a plain ``KeyboardInterrupt()``: a ``RunAborted`` raised while
+the driver waits on an actor reaches the caller as that. ``StopSignals.aborted`` gives it back
+(``stop.aborted(err)``), so an abort reads as one wherever the second signal landed.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class StopSignals:
         self.prefix = prefix
         """Starts the notice the first signal writes (e.g. the run id)."""
         self.signum: int | None = None
+        self.aborted_by: int | None = None
+        """The second signal, once one came (``RunAborted`` was raised for it)."""
         self._previous: dict[int, Any] = {}
 
     @property
@@ -76,6 +83,7 @@ class StopSignals:
     def request(self, signum: int) -> None:
         """What a signal does (public so the logic is testable without sending one)."""
         if self.signum is not None:
+            self.aborted_by = int(signum)
             raise RunAborted(signum)
         self.signum = int(signum)
         again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
@@ -85,6 +93,15 @@ class StopSignals:
         )
         with contextlib.suppress(OSError, ValueError, AttributeError):  # no stderr: flag only
             os.write(sys.stderr.fileno(), line.encode())
+
+    def aborted(self, err: BaseException) -> RunAborted | None:
+        """The abort that ``err`` is: itself, or the ``RunAborted`` that Ray's ``ray.get``
+        turned into a plain KeyboardInterrupt (see the module's note); None for anything else."""
+        if isinstance(err, RunAborted):
+            return err
+        if isinstance(err, KeyboardInterrupt) and self.aborted_by is not None:
+            return RunAborted(self.aborted_by)
+        return None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         del frame
