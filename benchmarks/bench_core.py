@@ -28,6 +28,7 @@ from torch import nn
 
 from dsqn_rllib import DQN, DSQN
 from dsqn_rllib.ops.runtime import keep_freed_memory_mapped
+from dsqn_rllib.snn import lif_kernels
 from dsqn_rllib.snn.optim import make_adam
 from dsqn_rllib.snn.precision import learner_update
 
@@ -40,10 +41,16 @@ GAMMA = 0.99
 class Variant:
     label: str
     build: Callable[[], nn.Module]
+    torch_lif: bool = False
+    """Run the LIF layers with torch ops, not the fused CPU kernels (lif_kernels)."""
 
 
 def variants(
-    Ts: list[int], precisions: list[str], reference: bool, compiled: bool = False
+    Ts: list[int],
+    precisions: list[str],
+    reference: bool,
+    compiled: bool = False,
+    torch_lif: bool = False,
 ) -> list[Variant]:
     out = [Variant("DQN", lambda: DQN(OBS_SHAPE, NUM_ACTIONS))]
     out += [
@@ -58,6 +65,14 @@ def variants(
                 Variant(
                     f"DSQN T={T} {path}",
                     lambda T=T, path=path: DSQN(OBS_SHAPE, NUM_ACTIONS, T=T, execution=path),
+                )
+            )
+        if torch_lif:
+            out.append(
+                Variant(
+                    f"DSQN T={T} folded torch-LIF",
+                    lambda T=T: DSQN(OBS_SHAPE, NUM_ACTIONS, T=T),
+                    torch_lif=True,
                 )
             )
         if compiled:  # torch.compile of the whole network (inductor), fp32
@@ -146,30 +161,29 @@ def report(title: str, batch: int, medians: dict[str, float]) -> None:
         print(f"  {label:<26}{sec * 1e3:>10.2f}{batch / sec:>12.0f}{sec / base:>8.2f}x{vs_fp32}")
 
 
-def run_device(
-    device: torch.device,
-    batches: list[int],
-    infer_batches: list[int],
-    Ts: list[int],
-    rounds: int,
-    precisions: list[str],
-    reference: bool = True,
-    compiled: bool = False,
-) -> None:
+def _with_torch_lif(fn: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        with lif_kernels.torch_ops_only():
+            fn()
+
+    return run
+
+
+def run_device(device: torch.device, batches: list[int], infer_batches: list[int],
+               rounds: int, chosen: list[Variant]) -> None:  # fmt: skip
     threads = torch.get_num_threads()
     clock = "CPU time" if CLOCK is time.thread_time else "wall clock"
     print(
         f"\n=== {device.type.upper()} ({threads} threads, {clock}, torch {torch.__version__}) ==="
     )
     torch.manual_seed(0)
-    nets = {
-        v.label: (v.build().to(device), v.build().to(device))
-        for v in variants(Ts, precisions, reference, compiled)
-    }
+    nets = {v.label: (v, v.build().to(device), v.build().to(device)) for v in chosen}
     for batch in batches:
         fns = {}
-        for label, (net, target) in nets.items():
+        for label, (variant, net, target) in nets.items():
             fn = make_update(net, target, batch, device)
+            if variant.torch_lif:
+                fn = _with_torch_lif(fn)
             try:
                 fn()  # a variant that cannot run here (e.g. no compiler) is reported, not fatal
             except Exception as err:
@@ -182,7 +196,10 @@ def run_device(
             time_side_by_side(fns, rounds, device),
         )
     for batch in infer_batches:
-        fns = {label: make_inference(net, batch, device) for label, (net, _) in nets.items()}
+        fns = {}
+        for label, (variant, net, _) in nets.items():
+            fn = make_inference(net, batch, device)
+            fns[label] = _with_torch_lif(fn) if variant.torch_lif else fn
         report("inference (greedy action)", batch, time_side_by_side(fns, rounds * 3, device))
 
 
@@ -201,6 +218,9 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16", help="fp32, bf16, auto")
     parser.add_argument("--no-reference", action="store_true", help="skip the step-loop path")
     parser.add_argument("--compiled", action="store_true", help="add torch.compile'd DSQN")
+    parser.add_argument(
+        "--torch-lif", action="store_true", help="add the DSQN with torch-op LIF layers (CPU)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--cpu-time", action="store_true", help="time CPU, not wall (1 thread)")
     args = parser.parse_args()
@@ -218,22 +238,12 @@ def main() -> None:
     Ts = [int(t) for t in args.T.split(",")]
     precisions = args.precisions.split(",")
     reference = not args.no_reference
+    chosen = variants(Ts, precisions, reference, args.compiled, args.torch_lif)
     if args.device in ("all", "cpu"):
-        run_device(
-            torch.device("cpu"), batches, infer, Ts, rounds, precisions, reference, args.compiled
-        )
+        run_device(torch.device("cpu"), batches, infer, rounds, chosen)
     if args.device in ("all", "cuda"):
         if torch.cuda.is_available():
-            run_device(
-                torch.device("cuda"),
-                batches,
-                infer,
-                Ts,
-                rounds,
-                precisions,
-                reference,
-                args.compiled,
-            )
+            run_device(torch.device("cuda"), batches, infer, rounds, chosen)
         else:
             print("\n(no CUDA device: GPU numbers not measured)")
 

@@ -277,3 +277,36 @@ def test_dsqn_train_spike_init_threshold_aware_acts_with_a_firing_net(tmp_path: 
         rates[init] = first["firing_rates"]
     assert all(r == 0 for r in rates["default"].values()), rates
     assert all(r > 0.01 for r in rates["threshold-aware"].values()), rates
+
+
+def test_fused_lif_kernels_compute_what_the_torch_ops_do_on_real_pong_frames(
+    pong_play: RecordedPlay,
+) -> None:
+    """The CPU learner's LIF layers run as fused numba kernels (dsqn_rllib.snn.lif_kernels);
+    on a net whose every layer fires, they give the torch ops' spikes, Q-values and greedy
+    actions exactly (the same float32 arithmetic) and their gradients to rounding."""
+    from dsqn_rllib.snn import lif_kernels
+
+    assert lif_kernels.enabled(), "numba is a dependency: the fused kernels must be in use"
+    torch.manual_seed(0)
+    net = DSQN(pong_play.obs_shape, pong_play.num_actions)
+    threshold_aware_init_(net, pong_play.obs[:PROBE], target_rate=0.1)
+    obs, actions = pong_play.obs[:128], pong_play.actions[:128]
+
+    def forward_backward() -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
+        net.zero_grad()
+        q, stats = net(obs, return_stats=True)
+        q.gather(1, actions[:, None]).sum().backward()
+        grads = {name: p.grad.clone() for name, p in net.named_parameters()}
+        return q.detach(), {k: float(v) for k, v in stats.rates.items()}, grads
+
+    q_fused, rates_fused, grads_fused = forward_backward()
+    with lif_kernels.torch_ops_only():
+        q_torch, rates_torch, grads_torch = forward_backward()
+    print(f"rates {rates_fused}")
+    assert all(rate > 0.01 for rate in rates_fused.values())  # every layer fires
+    assert rates_fused == rates_torch
+    assert torch.equal(q_fused, q_torch)
+    for name, grad in grads_torch.items():
+        assert grad.abs().sum() > 0, name
+        torch.testing.assert_close(grads_fused[name], grad, rtol=1e-4, atol=1e-6, msg=name)

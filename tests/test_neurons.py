@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
 import torch
 
-from dsqn_rllib.snn import neurons
+from dsqn_rllib.snn import lif_kernels, neurons
 from dsqn_rllib.snn.neurons import (
     NeuronParams,
     Surrogate,
@@ -111,6 +112,8 @@ PARAM_CASES = [
         tau=3.0, v_threshold=0.8, v_reset=0.2, surrogate=Surrogate.RECTANGULAR, surrogate_alpha=0.5
     ),
     NeuronParams(tau=1.0),
+    # The fused CPU kernels' configuration (ATan, detached reset) with a non-zero reset.
+    NeuronParams(tau=1.7, v_threshold=0.6, v_reset=-0.3),
 ]
 
 
@@ -185,14 +188,26 @@ def test_bad_neuron_parameters_are_one_line(kwargs: dict, fragment: str) -> None
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["torch-ops", "fused-kernels"])
 @pytest.mark.parametrize("p", PARAM_CASES)
 def test_chunked_lif_equals_step_loop_across_chunk_boundaries(
-    p: NeuronParams, monkeypatch: pytest.MonkeyPatch
+    p: NeuronParams, fused: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The fast path walks the neurons in cache-sized chunks: with chunks of 7 (a ragged last
-    one) and channels-last maps, values and gradients are still the step loop's."""
+    one) and channels-last maps, values and gradients are still the step loop's. The fused
+    kernels also split the neurons across two threads here."""
     monkeypatch.setattr(neurons, "FORWARD_CHUNK", 7)
     monkeypatch.setattr(neurons, "BACKWARD_CHUNK", 5)
+    monkeypatch.setattr(lif_kernels, "CHUNK", 7)
+    monkeypatch.setattr(lif_kernels, "MIN_NEURONS_PER_THREAD", 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    with contextlib.ExitStack() as stack:
+        if not fused:
+            stack.enter_context(lif_kernels.torch_ops_only())
+        _check_chunked_lif(p)
+
+
+def _check_chunked_lif(p: NeuronParams) -> None:
     torch.manual_seed(3)
     shape = (6, 2, 3, 4, 5)  # [T, N, C, H, W], each step channels-last below
     base = torch.randn(shape, dtype=torch.float64) * 1.5 + 0.7

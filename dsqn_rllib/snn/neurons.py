@@ -30,6 +30,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from dsqn_rllib.snn import lif_kernels
+
 
 def heaviside(x: Tensor) -> Tensor:
     """Θ(x) with Θ(0) = 1, in the dtype of ``x``."""
@@ -272,6 +274,10 @@ def _lif_forward_loop(
     x_flat = _flat_step(x) if constant else _flat_steps(x)
     s_flat = _flat_steps(s_seq)
     h_flat = _flat_steps(h_seq) if keep_membranes else None
+    if _fused(x, p):
+        x_rows = x_flat.unsqueeze(0) if constant else x_flat
+        lif_kernels.forward(x_rows, s_flat, h_flat, p.tau, p.decay, p.v_threshold, p.v_reset)
+        return LIFState(h_seq, s_seq)
     m = s_flat.shape[1]
     width = min(m, FORWARD_CHUNK)
     drive_buf = x.new_empty(width if constant else (T, width))
@@ -298,6 +304,11 @@ def _lif_forward_loop(
             else:
                 torch.where(s.bool(), v_reset, h, out=v_w)
     return LIFState(h_seq, s_seq)
+
+
+def _fused(x: Tensor, p: NeuronParams) -> bool:
+    """Whether ``dsqn_rllib.snn.lif_kernels`` computes this layer (CPU, ATan, detached reset)."""
+    return lif_kernels.supports(x, p.surrogate is Surrogate.ATAN, p.detach_reset)
 
 
 def _layout_of(step: Tensor) -> torch.memory_format:
@@ -344,6 +355,10 @@ def _lif_backward(
     else:
         grad_x = torch.empty_like(h_seq)
         out_flat = _flat_steps(grad_x)
+    if _fused(h_seq, p):
+        out_rows = out_flat.unsqueeze(0) if constant else out_flat
+        lif_kernels.backward(g_flat, h_flat, s_flat, out_rows, None, *_kernel_params(p))
+        return grad_x
     carry_buf = h_seq.new_empty((T, width))
     for start in range(0, m, BACKWARD_CHUNK):
         cols = slice(start, min(m, start + BACKWARD_CHUNK))
@@ -380,17 +395,50 @@ class _LIFMultiStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, p: NeuronParams, constant_steps: int | None) -> Tensor:  # type: ignore[override]
-        state = _lif_forward_loop(x, p, constant_steps)
-        ctx.save_for_backward(state.h_seq, state.s_seq)
+        # A constant input under the fused kernels keeps no membranes: the backward recomputes
+        # them from the [N] current (1/T of their size) instead of reading [T, N] back.
+        recompute = constant_steps is not None and _fused(x, p)
+        state = _lif_forward_loop(x, p, constant_steps, keep_membranes=not recompute)
+        ctx.save_for_backward(x if recompute else state.h_seq, state.s_seq)
         ctx.params = p
         ctx.constant_steps = constant_steps
+        ctx.recompute = recompute
         return state.s_seq
 
     @staticmethod
     def backward(ctx, grad_s_seq: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        h_seq, s_seq = ctx.saved_tensors
+        saved, s_seq = ctx.saved_tensors
+        if ctx.recompute:
+            return _lif_backward_recomputed(grad_s_seq, saved, s_seq, ctx.params), None, None
         constant = ctx.constant_steps is not None
-        return _lif_backward(grad_s_seq, h_seq, s_seq, ctx.params, constant), None, None
+        return _lif_backward(grad_s_seq, saved, s_seq, ctx.params, constant), None, None
+
+
+def _kernel_params(p: NeuronParams) -> tuple[float, float, float, float, float]:
+    """What ``lif_kernels.backward`` takes after its tensors: τ, 1 - 1/τ, V_th, V_reset, α."""
+    return p.tau, p.decay, p.v_threshold, p.v_reset, p.alpha
+
+
+def _lif_backward_recomputed(
+    grad_s_seq: Tensor, x: Tensor, s_seq: Tensor, p: NeuronParams
+) -> Tensor:
+    """dL/dX of a constant-input LIF layer whose membranes were not kept (fused kernels only):
+    they are recomputed from ``x`` in the forward's memory order, chunk by chunk."""
+    if grad_s_seq.stride() != s_seq.stride():
+        grad_s_seq = torch.empty_like(s_seq).copy_(grad_s_seq)
+    step = s_seq[0]
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=_layout_of(step))
+    grad_x = torch.empty_like(step)
+    lif_kernels.backward(
+        _flat_steps(grad_s_seq),
+        None,
+        _flat_steps(s_seq),
+        _flat_step(grad_x).unsqueeze(0),
+        _flat_step(x).unsqueeze(0),
+        *_kernel_params(p),
+    )
+    return grad_x
 
 
 def lif_multistep(x_seq: Tensor, p: NeuronParams) -> Tensor:
