@@ -231,3 +231,38 @@ def _check_chunked_lif(p: NeuronParams) -> None:
     (s_const * weights).sum().backward()
     (s_expanded * weights).sum().backward()
     torch.testing.assert_close(x_const.grad, x_expanded.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("constant", [False, True], ids=["multistep", "constant-input"])
+def test_fused_lif_reads_and_writes_bf16_as_the_torch_ops_do_with_conversions(
+    constant: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bf16 update hands the LIF layers bf16 currents and wants bf16 spikes: the kernels
+    widen and round as they read and write (ragged chunks, two threads here), the torch ops
+    convert around themselves. Spikes are the same; gradients the same to bf16 rounding."""
+    monkeypatch.setattr(lif_kernels, "CHUNK", 7)
+    monkeypatch.setattr(lif_kernels, "MIN_NEURONS_PER_THREAD", 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    p = NeuronParams()
+    torch.manual_seed(5)
+    T, shape = 6, (3, 4, 5, 5)
+    base = (torch.randn(shape if constant else (T, *shape)) * 1.5 + 0.7).to(torch.bfloat16)
+    weights = torch.randn(T, *shape).to(torch.bfloat16)
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        x = base.clone().requires_grad_()
+        if constant:
+            s = lif_constant_input(x, T, p, spike_dtype=torch.bfloat16)
+        else:
+            s = lif_multistep(x, p, spike_dtype=torch.bfloat16)
+        (s * weights).sum().backward()
+        assert s.dtype == torch.bfloat16 and x.grad is not None
+        return s.detach(), x.grad
+
+    s_fused, grad_fused = run()
+    with lif_kernels.torch_ops_only():
+        s_torch, grad_torch = run()
+    assert 0.05 < float(s_fused.float().mean()) < 0.95
+    assert torch.equal(s_fused, s_torch)
+    assert grad_fused.dtype == torch.bfloat16 and grad_fused.abs().sum() > 0
+    torch.testing.assert_close(grad_fused, grad_torch, rtol=1e-2, atol=1e-3)

@@ -43,7 +43,13 @@ from dsqn_rllib.snn.neurons import (
     lif_step,
     parse_surrogate,
 )
-from dsqn_rllib.snn.precision import Precision, apply_layer, parse_precision, resolve_precision
+from dsqn_rllib.snn.precision import (
+    Precision,
+    apply_layer,
+    in_learner_update,
+    parse_precision,
+    resolve_precision,
+)
 from dsqn_rllib.snn.readouts import MEMBRANE_READOUTS, Readout, firing_rate, parse_readout
 
 
@@ -331,12 +337,20 @@ class QNetwork(nn.Module):
         resolved); see ``dsqn_rllib.snn.precision``. Acting is fp32 either way."""
         return resolve_precision(self._precision, self.layers["out"].weight.device)
 
-    def layer(self, name: str, x: Tensor) -> Tensor:
+    def layer(self, name: str, x: Tensor, float32_output: bool = True) -> Tensor:
         """Layer ``name`` on ``x``; in a learner update under ``Precision.BF16`` the hidden
-        layers (not the encoder, which sees real-valued frames, nor the head) run in bf16."""
+        layers (not the encoder, which sees real-valued frames, nor the head) run in bf16,
+        their result in fp32 unless ``float32_output`` is False."""
+        hidden = self._is_hidden(name)
+        return apply_layer(self.layers[name], x, self.precision, hidden, float32_output)
+
+    def _is_hidden(self, name: str) -> bool:
         names = list(self.layers.keys())
-        hidden = name not in (names[0], names[-1])
-        return apply_layer(self.layers[name], x, self.precision, bf16_ok=hidden)
+        return name not in (names[0], names[-1])
+
+    def _computes_in_bf16(self, name: str) -> bool:
+        """Whether layer ``name`` runs in bf16 in this forward (see ``layer``)."""
+        return self._is_hidden(name) and self.precision is Precision.BF16 and in_learner_update()
 
     @property
     def channels_last(self) -> bool:
@@ -502,7 +516,7 @@ class SpikingQNetwork(QNetwork):
             q, spikes = self._forward_folded(x)
         if not return_stats:
             return q
-        rates = {name: s.detach().mean() for name, s in spikes.items()}
+        rates = {name: s.detach().mean(dtype=torch.float32) for name, s in spikes.items()}
         return q, SpikeStats(rates, dict(self.spiking_neurons), self.T)
 
     def _forward_folded(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -510,12 +524,18 @@ class SpikingQNetwork(QNetwork):
         T, batch = self.T, x.shape[0]
         names = list(self.layers.keys())
         encoder, hidden = names[0], names[1:-1]
-        s_seq = lif_constant_input(self.layer(encoder, x), T, self.neuron)
+        # Under a bf16 update a LIF layer hands a bf16 layer its spikes in bf16 and takes the
+        # bf16 layer's currents as they are (both exact where the LIF kernels read and write).
+        bf16 = {name: self._computes_in_bf16(name) for name in names}
+        spike_dtypes = {
+            a: torch.bfloat16 if bf16[b] else x.dtype for a, b in itertools.pairwise(names)
+        }
+        s_seq = lif_constant_input(self.layer(encoder, x), T, self.neuron, spike_dtypes[encoder])
         spikes = {encoder: s_seq}
         for name in hidden:
             features = self._flatten_features(s_seq.flatten(0, 1), self.layers[name])
-            current = self.layer(name, features)
-            s_seq = lif_multistep(current.unflatten(0, (T, batch)), self.neuron)
+            current = self.layer(name, features, float32_output=not bf16[name])
+            s_seq = lif_multistep(current.unflatten(0, (T, batch)), self.neuron, spike_dtypes[name])
             spikes[name] = s_seq
         if self.readout is Readout.FIRING_RATE:
             return self.layer("out", firing_rate(s_seq)), spikes

@@ -207,10 +207,12 @@ class LIFState(NamedTuple):
     s_seq: Tensor
 
 
-def steps_like(step: Tensor, T: int) -> Tensor:
-    """An empty ``[T, *step.shape]`` tensor whose every ``[t]`` has the memory layout of
-    ``step``: a channels-last feature map stays channels-last, so the next conv reads the
-    T-folded spikes (``flatten(0, 1)``) without a layout conversion."""
+def steps_like(step: Tensor, T: int, dtype: torch.dtype | None = None) -> Tensor:
+    """An empty ``[T, *step.shape]`` tensor (of ``dtype``, default ``step``'s) whose every
+    ``[t]`` has the memory layout of ``step``: a channels-last feature map stays
+    channels-last, so the next conv reads the T-folded spikes (``flatten(0, 1)``) without a
+    layout conversion."""
+    dtype = step.dtype if dtype is None else dtype
     if (
         step.dim() == 4
         and not step.is_contiguous()
@@ -219,12 +221,12 @@ def steps_like(step: Tensor, T: int) -> Tensor:
         n, c, h, w = step.shape
         folded = torch.empty(
             (T * n, c, h, w),
-            dtype=step.dtype,
+            dtype=dtype,
             device=step.device,
             memory_format=torch.channels_last,
         )
         return folded.unflatten(0, (T, n))
-    return step.new_empty((T, *step.shape))
+    return step.new_empty((T, *step.shape), dtype=dtype)
 
 
 # Elements of one time step handled per pass: the forward loop's working set (drive, V, H_t,
@@ -254,7 +256,11 @@ def _flat_step(t: Tensor) -> Tensor:
 
 
 def _lif_forward_loop(
-    x: Tensor, p: NeuronParams, constant_steps: int | None, keep_membranes: bool = True
+    x: Tensor,
+    p: NeuronParams,
+    constant_steps: int | None,
+    keep_membranes: bool = True,
+    spike_dtype: torch.dtype | None = None,
 ) -> LIFState:
     """Charge-fire-reset over T steps; ``x`` is ``[T, N, ...]``, or ``[N, ...]`` held for
     ``constant_steps`` steps (a constant input current: the DSQN encoder layer).
@@ -267,8 +273,11 @@ def _lif_forward_loop(
     constant = constant_steps is not None
     step = x if constant else x[0]
     T = constant_steps if constant_steps is not None else x.shape[0]
-    s_seq = steps_like(step, T)
-    h_seq = steps_like(step, T) if keep_membranes else step.new_empty(0)
+    # Spikes in the dtype asked for (bf16 for a bf16 layer after: exact, see
+    # snn.precision), membranes in the compute dtype (float32 for bf16 currents).
+    s_seq = steps_like(step, T, spike_dtype)
+    compute = torch.float32 if x.dtype == torch.bfloat16 else x.dtype
+    h_seq = steps_like(step, T, compute) if keep_membranes else step.new_empty(0)
     if constant:
         x = x.contiguous(memory_format=_layout_of(step)) if step.dim() == 4 else x
     x_flat = _flat_step(x) if constant else _flat_steps(x)
@@ -335,25 +344,33 @@ def _direct_grad_over_tau(grad_s: Tensor, h: Tensor, p: NeuronParams, out: Tenso
 
 
 def _lif_backward(
-    grad_s_seq: Tensor, h_seq: Tensor, s_seq: Tensor, p: NeuronParams, constant: bool
+    grad_s_seq: Tensor,
+    h_seq: Tensor,
+    s_seq: Tensor,
+    p: NeuronParams,
+    constant: bool,
+    x_dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """dL/dX of the LIF layer (see ``_LIFMultiStep``), ``BACKWARD_CHUNK`` neurons at a time:
-    each chunk's ``[T, chunk]`` gradient is computed, run back through time and (for a
-    constant input) summed over t while it is in cache."""
+    """dL/dX (in ``x_dtype``, default the membranes') of the LIF layer (see
+    ``_LIFMultiStep``), ``BACKWARD_CHUNK`` neurons at a time: each chunk's ``[T, chunk]``
+    gradient is computed, run back through time and (for a constant input) summed over t
+    while it is in cache. Gradients and spikes of another dtype than the membranes (bf16)
+    reach this only on the fused kernels' path."""
     if grad_s_seq.stride() != h_seq.stride():
         # e.g. a flatten's NCHW gradient against channels-last spikes: one copy here instead
         # of every op below walking two layouts.
-        grad_s_seq = torch.empty_like(h_seq).copy_(grad_s_seq)
+        grad_s_seq = torch.empty_like(h_seq, dtype=grad_s_seq.dtype).copy_(grad_s_seq)
     T = h_seq.shape[0]
     g_flat, h_flat, s_flat = _flat_steps(grad_s_seq), _flat_steps(h_seq), _flat_steps(s_seq)
     m = h_flat.shape[1]
     width = min(m, BACKWARD_CHUNK)
+    x_dtype = h_seq.dtype if x_dtype is None else x_dtype
     if constant:
-        grad_x = torch.empty_like(h_seq[0])
+        grad_x = torch.empty_like(h_seq[0], dtype=x_dtype)
         out_flat = _flat_step(grad_x)
         work_buf = h_seq.new_empty((T, width))
     else:
-        grad_x = torch.empty_like(h_seq)
+        grad_x = torch.empty_like(h_seq, dtype=x_dtype)
         out_flat = _flat_steps(grad_x)
     if _fused(h_seq, p):
         out_rows = out_flat.unsqueeze(0) if constant else out_flat
@@ -394,24 +411,29 @@ class _LIFMultiStep(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, p: NeuronParams, constant_steps: int | None) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, x: Tensor, p: NeuronParams, constant_steps: int | None, spike_dtype: torch.dtype
+    ) -> Tensor:
         # A constant input under the fused kernels keeps no membranes: the backward recomputes
         # them from the [N] current (1/T of their size) instead of reading [T, N] back.
         recompute = constant_steps is not None and _fused(x, p)
-        state = _lif_forward_loop(x, p, constant_steps, keep_membranes=not recompute)
+        state = _lif_forward_loop(x, p, constant_steps, not recompute, spike_dtype)
         ctx.save_for_backward(x if recompute else state.h_seq, state.s_seq)
         ctx.params = p
         ctx.constant_steps = constant_steps
         ctx.recompute = recompute
+        ctx.x_dtype = x.dtype
         return state.s_seq
 
     @staticmethod
-    def backward(ctx, grad_s_seq: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad_s_seq: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         saved, s_seq = ctx.saved_tensors
         if ctx.recompute:
-            return _lif_backward_recomputed(grad_s_seq, saved, s_seq, ctx.params), None, None
-        constant = ctx.constant_steps is not None
-        return _lif_backward(grad_s_seq, saved, s_seq, ctx.params, constant), None, None
+            grad_x = _lif_backward_recomputed(grad_s_seq, saved, s_seq, ctx.params)
+        else:
+            constant = ctx.constant_steps is not None
+            grad_x = _lif_backward(grad_s_seq, saved, s_seq, ctx.params, constant, ctx.x_dtype)
+        return grad_x, None, None, None
 
 
 def _kernel_params(p: NeuronParams) -> tuple[float, float, float, float, float]:
@@ -425,11 +447,11 @@ def _lif_backward_recomputed(
     """dL/dX of a constant-input LIF layer whose membranes were not kept (fused kernels only):
     they are recomputed from ``x`` in the forward's memory order, chunk by chunk."""
     if grad_s_seq.stride() != s_seq.stride():
-        grad_s_seq = torch.empty_like(s_seq).copy_(grad_s_seq)
+        grad_s_seq = torch.empty_like(s_seq, dtype=grad_s_seq.dtype).copy_(grad_s_seq)
     step = s_seq[0]
     if x.dim() == 4:
         x = x.contiguous(memory_format=_layout_of(step))
-    grad_x = torch.empty_like(step)
+    grad_x = torch.empty_like(step, dtype=x.dtype)
     lif_kernels.backward(
         _flat_steps(grad_s_seq),
         None,
@@ -441,18 +463,33 @@ def _lif_backward_recomputed(
     return grad_x
 
 
-def lif_multistep(x_seq: Tensor, p: NeuronParams) -> Tensor:
-    """Spikes ``[T, N, ...]`` of a LIF layer driven by currents ``x_seq`` of the same shape."""
-    if not (torch.is_grad_enabled() and x_seq.requires_grad):
-        return _lif_forward_loop(x_seq, p, None, keep_membranes=False).s_seq
-    return _LIFMultiStep.apply(x_seq, p, None)
+def lif_multistep(x_seq: Tensor, p: NeuronParams, spike_dtype: torch.dtype | None = None) -> Tensor:
+    """Spikes ``[T, N, ...]`` of a LIF layer driven by currents ``x_seq`` of the same shape,
+    in ``spike_dtype`` (default ``x_seq``'s; spikes are exact in any float dtype)."""
+    return _lif(x_seq, p, None, spike_dtype)
 
 
-def lif_constant_input(x: Tensor, T: int, p: NeuronParams) -> Tensor:
-    """Spikes ``[T, N, ...]`` of a LIF layer driven by the same current ``x`` at every step."""
+def lif_constant_input(
+    x: Tensor, T: int, p: NeuronParams, spike_dtype: torch.dtype | None = None
+) -> Tensor:
+    """Spikes ``[T, N, ...]`` of a LIF layer driven by the same current ``x`` at every step,
+    in ``spike_dtype`` (default ``x``'s)."""
+    return _lif(x, p, T, spike_dtype)
+
+
+def _lif(
+    x: Tensor, p: NeuronParams, constant_steps: int | None, spike_dtype: torch.dtype | None
+) -> Tensor:
+    spike_dtype = x.dtype if spike_dtype is None else spike_dtype
+    if x.dtype == torch.bfloat16 and not _fused(x, p):
+        # bf16 currents (a bf16 layer's output) are computed in float32 as everywhere: the
+        # fused kernels widen them as they read, the torch ops need them widened first.
+        x = x.float()
     if not (torch.is_grad_enabled() and x.requires_grad):
-        return _lif_forward_loop(x, p, T, keep_membranes=False).s_seq
-    return _LIFMultiStep.apply(x, p, T)
+        return _lif_forward_loop(x, p, constant_steps, False, spike_dtype).s_seq
+    if not _fused(x, p) and spike_dtype != x.dtype:
+        return _LIFMultiStep.apply(x, p, constant_steps, x.dtype).to(spike_dtype)
+    return _LIFMultiStep.apply(x, p, constant_steps, spike_dtype)
 
 
 def li_decay_matrix(T: int, p: NeuronParams, *, dtype: torch.dtype, device: torch.device) -> Tensor:

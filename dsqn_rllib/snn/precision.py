@@ -15,8 +15,11 @@ hi + lo weight splits) would keep them, but on a CPU it is no faster than fp32. 
   forward under ``learner_update()``, which the learner wraps around the target network's)
   the hidden convs and linears run in bf16 with fp32 accumulation (oneDNN's AMX kernels on a
   CPU that has them, tensor cores on CUDA), forward and backward; their inputs are spikes
-  (exact in bf16). The encoder conv (real-valued frames, computed once, not T times), the
-  head, LIF membranes, readouts, the loss and Adam stay fp32, on fp32 master weights.
+  (exact in bf16). The LIF layers between them compute in fp32 but take bf16 currents and
+  gradients and give bf16 spikes (the fused CPU kernels widen and round as they read and
+  write: no conversion passes over the ``[T, N]`` tensors). The encoder conv (real-valued
+  frames, computed once, not T times), the head, LIF membranes, readouts, the loss and Adam
+  stay fp32, on fp32 master weights.
 
 The update therefore fits the Q-values of the bf16 network, which differs from the acting
 fp32 one on near-threshold spikes; tests/test_precision.py checks that learning is unharmed
@@ -110,10 +113,18 @@ def _bf16(x: Tensor) -> Tensor:
     return x.to(torch.bfloat16, memory_format=torch.preserve_format)
 
 
-def apply_layer(layer: nn.Module, x: Tensor, precision: Precision, bf16_ok: bool = True) -> Tensor:
-    """``layer(x)``; in bf16 (fp32 result, gradients back to the fp32 weights) when
-    ``precision`` is BF16, ``bf16_ok`` (a layer whose input is spikes) and the call is part
-    of a learner update. Otherwise the module is called as usual, hooks and all."""
+def apply_layer(
+    layer: nn.Module,
+    x: Tensor,
+    precision: Precision,
+    bf16_ok: bool = True,
+    float32_output: bool = True,
+) -> Tensor:
+    """``layer(x)``; in bf16 (gradients back to the fp32 weights) when ``precision`` is BF16,
+    ``bf16_ok`` (a layer whose input is spikes) and the call is part of a learner update,
+    its result widened to fp32 unless ``float32_output`` is False (a LIF layer that reads
+    bf16 currents itself, as the fused CPU kernels do). Otherwise the module is called as
+    usual, hooks and all."""
     if precision is not Precision.BF16 or not bf16_ok or not in_learner_update():
         return layer(x)
     if isinstance(layer, nn.Conv2d) and layer.padding_mode == "zeros":
@@ -132,4 +143,6 @@ def apply_layer(layer: nn.Module, x: Tensor, precision: Precision, bf16_ok: bool
         y = F.linear(_bf16(x), _bf16(layer.weight), bias)
     else:
         return layer(x)
+    if not float32_output:
+        return y
     return y.to(torch.float32, memory_format=torch.preserve_format)
