@@ -9,6 +9,8 @@
 #    learning and updates/s (target: >= 10,000 env steps/s while learning),
 # 3. a short Pong learning run (the paper's defaults, 12 x 4 envs) for what is left.
 # Each part has its own time limit so that a slow one cannot eat the others'. Raw logs: $OUT.
+# numba is not carried (llvmlite alone would pass the 64 MiB a call may carry): the env
+# runners' CPU inference there runs the torch-op LIF (snn/lif_kernels.py falls back by itself).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --target .site .whl/*.whl

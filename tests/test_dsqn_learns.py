@@ -279,9 +279,18 @@ def test_dsqn_train_spike_init_threshold_aware_acts_with_a_firing_net(tmp_path: 
     assert all(r > 0.01 for r in rates["threshold-aware"].values()), rates
 
 
+@pytest.fixture(scope="module")
+def firing_dsqn(pong_play: RecordedPlay) -> dict[str, torch.Tensor]:
+    """Weights of a DSQN whose every LIF layer fires at about 0.1 on the recorded frames."""
+    torch.manual_seed(0)
+    net = DSQN(pong_play.obs_shape, pong_play.num_actions)
+    threshold_aware_init_(net, pong_play.obs[:64], target_rate=0.1, steps=6)
+    return net.state_dict()
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_fused_lif_kernels_compute_what_the_torch_ops_do_on_real_pong_frames(
-    pong_play: RecordedPlay, precision: str
+    pong_play: RecordedPlay, firing_dsqn: dict[str, torch.Tensor], precision: str
 ) -> None:
     """The CPU learner's LIF layers run as fused numba kernels (dsqn_rllib.snn.lif_kernels);
     on a net whose every layer fires, they give the torch ops' spikes, Q-values and greedy
@@ -291,9 +300,8 @@ def test_fused_lif_kernels_compute_what_the_torch_ops_do_on_real_pong_frames(
     from dsqn_rllib.snn import lif_kernels
 
     assert lif_kernels.enabled(), "numba is a dependency: the fused kernels must be in use"
-    torch.manual_seed(0)
     net = DSQN(pong_play.obs_shape, pong_play.num_actions, precision=precision)
-    threshold_aware_init_(net, pong_play.obs[:PROBE], target_rate=0.1)
+    net.load_state_dict(firing_dsqn)
     obs, actions = pong_play.obs[:128], pong_play.actions[:128]
 
     def forward_backward() -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:

@@ -516,7 +516,11 @@ class SpikingQNetwork(QNetwork):
             q, spikes = self._forward_folded(x)
         if not return_stats:
             return q
-        rates = {name: s.detach().mean(dtype=torch.float32) for name, s in spikes.items()}
+        # bf16 spikes (a bf16 update's) are averaged in fp32; fp32/fp64 ones in their dtype.
+        rates = {
+            name: s.detach().mean(dtype=torch.promote_types(s.dtype, torch.float32))
+            for name, s in spikes.items()
+        }
         return q, SpikeStats(rates, dict(self.spiking_neurons), self.T)
 
     def _forward_folded(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

@@ -16,7 +16,8 @@ Two execution styles share these definitions:
 * ``lif_step`` / ``li_step``: one time step, plain autograd (the readable reference).
 * ``lif_multistep`` / ``li_multistep``: all T steps of a ``[T, N, ...]`` input at once. The LIF
   one is a single autograd node whose backward is the hand-written reverse recurrence, which is
-  what makes the T-folded path cheap: one node instead of ~6·T small ones per layer.
+  what makes the T-folded path cheap: one node instead of ~6·T small ones per layer. On a CPU
+  its loops run as fused kernels (``dsqn_rllib.snn.lif_kernels``), elsewhere as torch ops.
 """
 
 from __future__ import annotations
@@ -350,12 +351,14 @@ def _lif_backward(
     p: NeuronParams,
     constant: bool,
     x_dtype: torch.dtype | None = None,
+    fused: bool | None = None,
 ) -> Tensor:
     """dL/dX (in ``x_dtype``, default the membranes') of the LIF layer (see
     ``_LIFMultiStep``), ``BACKWARD_CHUNK`` neurons at a time: each chunk's ``[T, chunk]``
     gradient is computed, run back through time and (for a constant input) summed over t
     while it is in cache. Gradients and spikes of another dtype than the membranes (bf16)
-    reach this only on the fused kernels' path."""
+    reach this only on the fused kernels' path; ``fused`` says whether the forward took it
+    (default: whether the kernels would compute this layer now)."""
     if grad_s_seq.stride() != h_seq.stride():
         # e.g. a flatten's NCHW gradient against channels-last spikes: one copy here instead
         # of every op below walking two layouts.
@@ -372,7 +375,7 @@ def _lif_backward(
     else:
         grad_x = torch.empty_like(h_seq, dtype=x_dtype)
         out_flat = _flat_steps(grad_x)
-    if _fused(h_seq, p):
+    if _fused(h_seq, p) if fused is None else fused:
         out_rows = out_flat.unsqueeze(0) if constant else out_flat
         lif_kernels.backward(g_flat, h_flat, s_flat, out_rows, None, *_kernel_params(p))
         return grad_x
@@ -416,12 +419,14 @@ class _LIFMultiStep(torch.autograd.Function):
     ) -> Tensor:
         # A constant input under the fused kernels keeps no membranes: the backward recomputes
         # them from the [N] current (1/T of their size) instead of reading [T, N] back.
-        recompute = constant_steps is not None and _fused(x, p)
+        fused = _fused(x, p)
+        recompute = constant_steps is not None and fused
         state = _lif_forward_loop(x, p, constant_steps, not recompute, spike_dtype)
         ctx.save_for_backward(x if recompute else state.h_seq, state.s_seq)
         ctx.params = p
         ctx.constant_steps = constant_steps
         ctx.recompute = recompute
+        ctx.fused = fused  # the backward takes the path the forward took
         ctx.x_dtype = x.dtype
         return state.s_seq
 
@@ -432,7 +437,9 @@ class _LIFMultiStep(torch.autograd.Function):
             grad_x = _lif_backward_recomputed(grad_s_seq, saved, s_seq, ctx.params)
         else:
             constant = ctx.constant_steps is not None
-            grad_x = _lif_backward(grad_s_seq, saved, s_seq, ctx.params, constant, ctx.x_dtype)
+            grad_x = _lif_backward(
+                grad_s_seq, saved, s_seq, ctx.params, constant, ctx.x_dtype, ctx.fused
+            )
         return grad_x, None, None, None
 
 
