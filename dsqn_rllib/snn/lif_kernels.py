@@ -239,6 +239,7 @@ def _kernels() -> _Kernels | None:
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 
 
 def _threads_for(columns: int) -> int:
@@ -248,13 +249,14 @@ def _threads_for(columns: int) -> int:
 def _split(kernel: Any, args: tuple, columns: int) -> None:
     """``kernel(*args, CHUNK, begin, end)`` over ``[0, columns)``, in as many threads as torch's
     intra-op pool has (the kernels release the GIL), in CHUNK-aligned parts."""
-    global _pool
+    global _pool, _pool_size
     threads = _threads_for(columns)
     if threads == 1:
         kernel(*args, CHUNK, 0, columns)
         return
-    if _pool is None or _pool._max_workers < threads:
+    if _pool is None or _pool_size < threads:
         _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dsqn-lif")
+        _pool_size = threads
     per = math.ceil(columns / threads / CHUNK) * CHUNK
     bounds = [(b, min(columns, b + per)) for b in range(0, columns, per)]
     futures = [_pool.submit(kernel, *args, CHUNK, b, e) for b, e in bounds[1:]]
@@ -320,7 +322,8 @@ def _params(
     float32, which is also what bf16 tensors are computed in): each rounded once, as torch
     rounds a Python scalar to a tensor's dtype."""
     values = (tau, v_reset / tau, decay, v_th, v_reset, *surrogate)
-    return np.array(values, dtype=_array(torch.empty(0, dtype=_compute_dtype(tensors))).dtype)
+    wide = _compute_dtype(tensors) == torch.float64
+    return np.array(values, dtype=np.float64 if wide else np.float32)
 
 
 def _compute_dtype(tensors: tuple[Tensor, ...]) -> torch.dtype:
