@@ -130,3 +130,13 @@ def test_tensorboard_reads_the_files_as_users_expect(tmp_path: Path) -> None:
 def test_the_sink_pulls_in_no_ray() -> None:
     code = "import sys, dsqn_rllib.ops.tensorboard; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_write_is_in_the_file_when_it_returns(tmp_path: Path) -> None:
+    """No writer thread between the sink and the file: 50 iterations written back to back
+    are each readable at once (tensorboardX's queue lost the newest one in a CI run)."""
+    with TensorBoardSink(tmp_path) as sink:
+        for i in range(1, 51):
+            sink.write(report(i * 100))
+            assert [s for s, _ in read_scalars(tmp_path)["charts/epsilon"]][-1] == i * 100
+    sink.close()  # closing twice is harmless

@@ -33,8 +33,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tensorboardX import SummaryWriter
+from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto import event_pb2
+from tensorboardX.summary import scalar
 
 # report key -> tag: the scalars of one iteration.
 REPORT_SCALARS: dict[str, str] = {
@@ -73,20 +74,24 @@ class TensorBoardSink:
     resumed run does again), so the curves do not fold back on themselves.
     """
 
-    def __init__(
-        self, logdir: str | Path, *, purge_step: int | None = None, flush_secs: int = 30
-    ) -> None:
+    def __init__(self, logdir: str | Path, *, purge_step: int | None = None) -> None:
         self.logdir = Path(logdir).expanduser()
         self.logdir.mkdir(parents=True, exist_ok=True)
+        # Events are written in the caller's thread. tensorboardX's SummaryWriter queues them
+        # for a writer thread and its flush() does not wait for that queue, so a live
+        # TensorBoard (or a test) could miss the newest iteration (seen in CI).
         # tensorboardX names a file by the second and the host: a second writer in the same
         # second (a quick resume) would truncate the first. The nanosecond suffix keeps both,
         # in the order TensorBoard reads them (by name).
-        self._writer = SummaryWriter(
-            logdir=str(self.logdir),
-            purge_step=purge_step,
-            flush_secs=flush_secs,
-            filename_suffix=f".{time.time_ns()}",
-        )
+        self._events = EventsWriter(str(self.logdir / "events"), f".{time.time_ns()}")
+        self._closed = False
+        if purge_step is not None:
+            # What SummaryWriter(purge_step=...) writes: TensorBoard drops the earlier files'
+            # events at this step and after.
+            self._events.write_event(event_pb2.Event(step=purge_step, file_version="brain.Event:2"))
+            start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+            self._events.write_event(event_pb2.Event(step=purge_step, session_log=start))
+        self._events.flush()
 
     def write(self, report: Mapping[str, Any]) -> None:
         """One iteration's scalars at step ``report["env_steps"]``."""
@@ -96,7 +101,7 @@ class TensorBoardSink:
             self._add(tag, report.get(key), step, walltime)
         for layer, rate in sorted((report.get("firing_rates") or {}).items()):
             self._add(FIRING_RATE_PREFIX + str(layer), rate, step, walltime)
-        self._writer.flush()  # a run watched live: an iteration is seconds to minutes apart
+        self._events.flush()  # a run watched live: an iteration is seconds to minutes apart
 
     def write_evaluation(
         self, env_steps: int, mean: float, max: float, *, walltime: float | None = None
@@ -104,18 +109,23 @@ class TensorBoardSink:
         """One evaluation (the paper's protocol) of the weights at ``env_steps``."""
         self._add(EVAL_MEAN_TAG, mean, int(env_steps), walltime)
         self._add(EVAL_MAX_TAG, max, int(env_steps), walltime)
-        self._writer.flush()
+        self._events.flush()
 
     def _add(self, tag: str, value: Any, step: int, walltime: float | None) -> None:
         number = _scalar(value)
         if number is not None:
-            self._writer.add_scalar(tag, number, global_step=step, walltime=walltime)
+            wall_time = time.time() if walltime is None else walltime
+            event = event_pb2.Event(summary=scalar(tag, number), step=step, wall_time=wall_time)
+            self._events.write_event(event)
 
     def flush(self) -> None:
-        self._writer.flush()
+        self._events.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        """Flush and close the file (a second call does nothing)."""
+        if not self._closed:
+            self._closed = True
+            self._events.close()
 
     def __enter__(self) -> TensorBoardSink:
         return self
