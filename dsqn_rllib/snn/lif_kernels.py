@@ -140,6 +140,8 @@ def _forward_py(
             if not constant:
                 xt = _widen(x[t, start : start + w], staging, w)
             st = s[t, start : start + w]
+            # Two copies of the loop body, with and without the membrane store, so that each
+            # inner loop is branch-free (vectorised) whatever LLVM makes of the flag.
             if keep:
                 ht = h[t, start : start + w]
                 for j in range(w):

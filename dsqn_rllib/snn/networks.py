@@ -46,9 +46,9 @@ from dsqn_rllib.snn.neurons import (
 from dsqn_rllib.snn.precision import (
     Precision,
     apply_layer,
-    in_learner_update,
     parse_precision,
     resolve_precision,
+    runs_in_bf16,
 )
 from dsqn_rllib.snn.readouts import MEMBRANE_READOUTS, Readout, firing_rate, parse_readout
 
@@ -350,7 +350,7 @@ class QNetwork(nn.Module):
 
     def _computes_in_bf16(self, name: str) -> bool:
         """Whether layer ``name`` runs in bf16 in this forward (see ``layer``)."""
-        return self._is_hidden(name) and self.precision is Precision.BF16 and in_learner_update()
+        return runs_in_bf16(self.layers[name], self.precision, self._is_hidden(name))
 
     @property
     def channels_last(self) -> bool:

@@ -262,6 +262,7 @@ def _lif_forward_loop(
     constant_steps: int | None,
     keep_membranes: bool = True,
     spike_dtype: torch.dtype | None = None,
+    fused: bool = False,
 ) -> LIFState:
     """Charge-fire-reset over T steps; ``x`` is ``[T, N, ...]``, or ``[N, ...]`` held for
     ``constant_steps`` steps (a constant input current: the DSQN encoder layer).
@@ -284,7 +285,7 @@ def _lif_forward_loop(
     x_flat = _flat_step(x) if constant else _flat_steps(x)
     s_flat = _flat_steps(s_seq)
     h_flat = _flat_steps(h_seq) if keep_membranes else None
-    if _fused(x, p):
+    if fused:  # lif_kernels computes this layer (see _fused)
         x_rows = x_flat.unsqueeze(0) if constant else x_flat
         lif_kernels.forward(x_rows, s_flat, h_flat, p.tau, p.decay, p.v_threshold, p.v_reset)
         return LIFState(h_seq, s_seq)
@@ -351,14 +352,13 @@ def _lif_backward(
     p: NeuronParams,
     constant: bool,
     x_dtype: torch.dtype | None = None,
-    fused: bool | None = None,
+    fused: bool = False,
 ) -> Tensor:
     """dL/dX (in ``x_dtype``, default the membranes') of the LIF layer (see
     ``_LIFMultiStep``), ``BACKWARD_CHUNK`` neurons at a time: each chunk's ``[T, chunk]``
     gradient is computed, run back through time and (for a constant input) summed over t
     while it is in cache. Gradients and spikes of another dtype than the membranes (bf16)
-    reach this only on the fused kernels' path; ``fused`` says whether the forward took it
-    (default: whether the kernels would compute this layer now)."""
+    reach this only on the fused kernels' path; ``fused`` says whether the forward took it."""
     if grad_s_seq.stride() != h_seq.stride():
         # e.g. a flatten's NCHW gradient against channels-last spikes: one copy here instead
         # of every op below walking two layouts.
@@ -375,7 +375,7 @@ def _lif_backward(
     else:
         grad_x = torch.empty_like(h_seq, dtype=x_dtype)
         out_flat = _flat_steps(grad_x)
-    if _fused(h_seq, p) if fused is None else fused:
+    if fused:
         out_rows = out_flat.unsqueeze(0) if constant else out_flat
         lif_kernels.backward(g_flat, h_flat, s_flat, out_rows, None, *_kernel_params(p))
         return grad_x
@@ -415,13 +415,17 @@ class _LIFMultiStep(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx, x: Tensor, p: NeuronParams, constant_steps: int | None, spike_dtype: torch.dtype
+        ctx,
+        x: Tensor,
+        p: NeuronParams,
+        constant_steps: int | None,
+        spike_dtype: torch.dtype,
+        fused: bool,
     ) -> Tensor:
         # A constant input under the fused kernels keeps no membranes: the backward recomputes
         # them from the [N] current (1/T of their size) instead of reading [T, N] back.
-        fused = _fused(x, p)
         recompute = constant_steps is not None and fused
-        state = _lif_forward_loop(x, p, constant_steps, not recompute, spike_dtype)
+        state = _lif_forward_loop(x, p, constant_steps, not recompute, spike_dtype, fused)
         ctx.save_for_backward(x if recompute else state.h_seq, state.s_seq)
         ctx.params = p
         ctx.constant_steps = constant_steps
@@ -431,7 +435,7 @@ class _LIFMultiStep(torch.autograd.Function):
         return state.s_seq
 
     @staticmethod
-    def backward(ctx, grad_s_seq: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+    def backward(ctx, grad_s_seq: Tensor) -> tuple[Tensor, None, None, None, None]:  # type: ignore[override]
         saved, s_seq = ctx.saved_tensors
         if ctx.recompute:
             grad_x = _lif_backward_recomputed(grad_s_seq, saved, s_seq, ctx.params)
@@ -440,7 +444,7 @@ class _LIFMultiStep(torch.autograd.Function):
             grad_x = _lif_backward(
                 grad_s_seq, saved, s_seq, ctx.params, constant, ctx.x_dtype, ctx.fused
             )
-        return grad_x, None, None, None
+        return grad_x, None, None, None, None
 
 
 def _kernel_params(p: NeuronParams) -> tuple[float, float, float, float, float]:
@@ -488,15 +492,16 @@ def _lif(
     x: Tensor, p: NeuronParams, constant_steps: int | None, spike_dtype: torch.dtype | None
 ) -> Tensor:
     spike_dtype = x.dtype if spike_dtype is None else spike_dtype
-    if x.dtype == torch.bfloat16 and not _fused(x, p):
+    fused = _fused(x, p)
+    if x.dtype == torch.bfloat16 and not fused:
         # bf16 currents (a bf16 layer's output) are computed in float32 as everywhere: the
         # fused kernels widen them as they read, the torch ops need them widened first.
         x = x.float()
     if not (torch.is_grad_enabled() and x.requires_grad):
-        return _lif_forward_loop(x, p, constant_steps, False, spike_dtype).s_seq
-    if not _fused(x, p) and spike_dtype != x.dtype:
-        return _LIFMultiStep.apply(x, p, constant_steps, x.dtype).to(spike_dtype)
-    return _LIFMultiStep.apply(x, p, constant_steps, spike_dtype)
+        return _lif_forward_loop(x, p, constant_steps, False, spike_dtype, fused).s_seq
+    if not fused and spike_dtype != x.dtype:
+        return _LIFMultiStep.apply(x, p, constant_steps, x.dtype, fused).to(spike_dtype)
+    return _LIFMultiStep.apply(x, p, constant_steps, spike_dtype, fused)
 
 
 def li_decay_matrix(T: int, p: NeuronParams, *, dtype: torch.dtype, device: torch.device) -> Tensor:

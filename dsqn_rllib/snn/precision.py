@@ -113,6 +113,16 @@ def _bf16(x: Tensor) -> Tensor:
     return x.to(torch.bfloat16, memory_format=torch.preserve_format)
 
 
+def runs_in_bf16(layer: nn.Module, precision: Precision, bf16_ok: bool = True) -> bool:
+    """Whether ``apply_layer`` runs ``layer`` in bf16 in the current forward: BF16 precision,
+    ``bf16_ok``, a learner update, and a zero-padded conv or a linear layer."""
+    if precision is not Precision.BF16 or not bf16_ok or not in_learner_update():
+        return False
+    if isinstance(layer, nn.Conv2d):
+        return layer.padding_mode == "zeros"
+    return isinstance(layer, nn.Linear)
+
+
 def apply_layer(
     layer: nn.Module,
     x: Tensor,
@@ -125,9 +135,9 @@ def apply_layer(
     its result widened to fp32 unless ``float32_output`` is False (a LIF layer that reads
     bf16 currents itself, as the fused CPU kernels do). Otherwise the module is called as
     usual, hooks and all."""
-    if precision is not Precision.BF16 or not bf16_ok or not in_learner_update():
+    if not runs_in_bf16(layer, precision, bf16_ok):
         return layer(x)
-    if isinstance(layer, nn.Conv2d) and layer.padding_mode == "zeros":
+    if isinstance(layer, nn.Conv2d):
         bias = None if layer.bias is None else _bf16(layer.bias)
         y = F.conv2d(
             _bf16(x),
@@ -138,11 +148,9 @@ def apply_layer(
             layer.dilation,
             layer.groups,
         )
-    elif isinstance(layer, nn.Linear):
+    else:
         bias = None if layer.bias is None else _bf16(layer.bias)
         y = F.linear(_bf16(x), _bf16(layer.weight), bias)
-    else:
-        return layer(x)
     if not float32_output:
         return y
     return y.to(torch.float32, memory_format=torch.preserve_format)
