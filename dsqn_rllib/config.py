@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
-from dsqn_rllib.errors import ConfigError, check_int, check_number
+from dsqn_rllib.errors import ConfigError, check_int, check_number, is_int, plain
 from dsqn_rllib.snn.networks import ModelKind, SpikingConfig, spiking_config
 from dsqn_rllib.snn.precision import Precision, parse_precision
 from dsqn_rllib.snn.spike_init import DEFAULT_TARGET_RATE, SpikeInit
@@ -157,6 +157,8 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise ``ConfigError`` (one line) on the first bad value; return self when fine."""
+        for f in dataclasses.fields(self):  # numpy counts (from gymnasium spaces) as Python's
+            setattr(self, f.name, plain(getattr(self, f.name)))
         if self.env is not None:
             # An Atari id given as --env (ALE/Pong-v5) is the game with the paper's
             # preprocessing, as DSQNConfig.environment() reads it, never an MLP on raw pixels.
@@ -246,9 +248,7 @@ class TrainConfig:
         check_number("metrics_final_scrape_timeout_s", self.metrics_final_scrape_timeout_s, 0.0)
         check_number("checkpoint_every_minutes", self.checkpoint_every_minutes, 0.0)
         check_int("buffer_size", self.buffer_size, self.train_batch_size)
-        if not self.hidden_sizes or not all(
-            isinstance(h, int) and h >= 1 for h in self.hidden_sizes
-        ):
+        if not self.hidden_sizes or not all(is_int(h) and h >= 1 for h in self.hidden_sizes):
             raise ConfigError(f"hidden_sizes must be positive integers, got {self.hidden_sizes!r}")
         if self.run_id is not None and (
             not self.run_id or os.sep in self.run_id or self.run_id.startswith(".")

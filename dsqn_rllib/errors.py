@@ -21,15 +21,32 @@ def require_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+def is_int(value: object) -> bool:
+    """A Python or numpy integer (gymnasium's ``Discrete.n`` is ``np.int64``), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars (also inside tuples and lists) as Python ``int`` / ``float``,
+    so a config built from gymnasium spaces or numpy arrays is saved as JSON like any other."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(plain(v) for v in value)
+    if is_int(value):
+        return int(value)  # type: ignore[call-overload]
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+        return float(value)
+    return value
+
+
 def check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def check_number(
     name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False
 ) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > low if low_open else value >= low) and value <= high
     if not ok:
         bound = f"> {low}" if low_open else f">= {low}"

@@ -59,6 +59,7 @@ def test_defaults_are_the_authors_and_the_env_picks_the_network() -> None:
         (lambda c: c.training(epsilon=[(0, 1.5)]), "epsilon must be a number"),
         (lambda c: c.pipeline(train_every=0), "train_every must be an integer >= 1"),
         (lambda c: c.pipeline(buffer_size=16), "replay_buffer_config['capacity']"),
+        (lambda c: c.learners(num_learners=2), "trains with one learner"),
     ],
 )
 def test_a_bad_option_is_one_line_before_ray_starts(change: object, message: str) -> None:
@@ -67,6 +68,32 @@ def test_a_bad_option_is_one_line_before_ray_starts(change: object, message: str
         config.validate()
     assert message in str(err.value) and "\n" not in str(err.value)
     assert not ray.is_initialized()
+
+
+def test_numpy_counts_are_taken_and_saved_as_plain_numbers() -> None:
+    """Counts from gymnasium spaces or numpy grids (``np.int64``) are valid options, and the
+    validated configs hold Python numbers (a run's train_config.json is JSON)."""
+    import json
+
+    import numpy as np
+
+    rllib_config = (
+        DSQNConfig()
+        .environment("CartPole-v1")
+        .training(train_batch_size=np.int64(32), gamma=np.float32(0.97))
+        .pipeline(train_every=np.int64(4))
+        .rl_module(model_config={"hidden_sizes": (np.int64(64),), "T": np.int64(4)})
+    )
+    rllib_config.validate_dsqn()
+    assert type(rllib_config.train_batch_size) is int and type(rllib_config.train_every) is int
+    cli_config = TrainConfig(
+        game="pong", train_batch_size=np.int64(32), envs_per_runner=np.int64(2),
+        hidden_sizes=(np.int64(64),), lr=np.float32(1e-4),
+    ).validate()  # fmt: skip
+    assert type(cli_config.train_batch_size) is int and type(cli_config.hidden_sizes[0]) is int
+    assert json.loads(json.dumps(cli_config.to_dict()))["train_batch_size"] == 32
+    with pytest.raises(ConfigError, match="train_batch_size must be an integer >= 1"):
+        TrainConfig(game="pong", train_batch_size=np.int64(0)).validate()
 
 
 def test_the_cli_config_is_a_view_of_dsqn_config() -> None:

@@ -19,6 +19,7 @@ applies it to the evaluated one. ``eps = 0`` is the clean evaluation exactly (sa
 from __future__ import annotations
 
 import contextlib
+import numbers
 from dataclasses import dataclass
 from enum import Enum
 
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dsqn_rllib.errors import is_int
 from dsqn_rllib.evaluation.protocol import (
     EvalConfig,
     EvalResult,
@@ -57,9 +59,9 @@ class AttackConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attack", Attack(self.attack))
-        if not isinstance(self.eps, (int, float)) or not 0.0 <= self.eps <= 1.0:
+        if not isinstance(self.eps, numbers.Real) or not 0.0 <= self.eps <= 1.0:
             raise ValueError(f"eps must be a number in [0, 1], got {self.eps!r}")
-        if not isinstance(self.steps, int) or self.steps < 1:
+        if not is_int(self.steps) or self.steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
 
 

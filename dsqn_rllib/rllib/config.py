@@ -43,7 +43,7 @@ from ray.rllib.algorithms.dqn import DQNConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from dsqn_rllib.envs.atari import resolve_env
-from dsqn_rllib.errors import ConfigError, check_int, check_number
+from dsqn_rllib.errors import ConfigError, check_int, check_number, is_int, plain
 from dsqn_rllib.snn.networks import ModelKind, SpikingConfig, spiking_config
 from dsqn_rllib.snn.precision import Precision, parse_precision
 from dsqn_rllib.snn.spike_init import DEFAULT_TARGET_RATE, SpikeInit
@@ -348,7 +348,7 @@ class DSQNConfig(DQNConfig):
         if spike_init is SpikeInit.THRESHOLD_AWARE and (kind is not ModelKind.DSQN or not game):
             raise ConfigError("spike_init threshold-aware applies to a DSQN on an Atari game")
         hidden = net["hidden_sizes"]
-        if not hidden or not all(isinstance(h, int) and h >= 1 for h in hidden):
+        if not hidden or not all(is_int(h) and h >= 1 for h in hidden):
             raise ConfigError(f"hidden_sizes must be positive integers, got {hidden!r}")
         if self.dueling:
             raise ConfigError(
@@ -381,10 +381,19 @@ class DSQNConfig(DQNConfig):
             check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
         check_number("gamma", self.gamma, low=0.0, high=1.0)
         check_number("eval epsilon", self.eval_epsilon, low=0.0, high=1.0)
-        for name in ("train_batch_size", "train_every", "target_network_update_freq", "n_step"):
+        counts = ("train_batch_size", "train_every", "target_network_update_freq", "n_step")
+        for name in counts:
             check_int(name, getattr(self, name), 1)
         for name in ("num_env_runners", "silent_layer_patience", "seed"):
             check_int(name, getattr(self, name) or 0, 0)
+        if not self._is_frozen:  # numpy counts (gymnasium spaces, np.arange grids) as Python's
+            for name in (*counts, "num_env_runners", "num_envs_per_env_runner", "seed"):
+                setattr(self, name, plain(getattr(self, name)))
+        if (self.num_learners or 0) > 1:
+            raise ConfigError(
+                f"PipelinedDQN trains with one learner (num_learners 0: in the driver's "
+                f"process, or 1: a learner actor), got num_learners={self.num_learners}"
+            )
         check_int("num_envs_per_env_runner", self.num_envs_per_env_runner, 1)
         check_int("max_episode_frames", self.max_episode_frames, 1)
         check_int(

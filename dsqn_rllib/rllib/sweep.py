@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dsqn_rllib.envs.atari import PAPER_GAMES, resolve_env
-from dsqn_rllib.errors import ConfigError
+from dsqn_rllib.errors import ConfigError, is_int
 from dsqn_rllib.rllib.config import DSQNConfig, network_options
 from dsqn_rllib.snn.networks import ModelKind, spiking_config
 
@@ -113,12 +113,12 @@ def sweep_config(plan: SweepPlan, base: DSQNConfig, run_root: str | Path) -> DSQ
         for network in networks:
             probe = copy.deepcopy(base).environment(env).rl_module(model_config=network)
             probe.validate_dsqn()
-    if not plan.seeds or any(not isinstance(s, int) or s < 0 for s in plan.seeds):
+    if not plan.seeds or any(not is_int(s) or s < 0 for s in plan.seeds):
         raise ConfigError(f"seeds must be integers >= 0, got {plan.seeds!r}")
     config = copy.deepcopy(base)
     config.env = tune.grid_search(list(plan.envs))
     config._model_config = tune.grid_search(networks)
-    config.seed = tune.grid_search(list(plan.seeds))
+    config.seed = tune.grid_search([int(s) for s in plan.seeds])
     config.evaluation(evaluation_interval=plan.evaluation_interval)
     config.observability(registry=True, run_root=str(run_root), sweep=plan.name)
     return config
