@@ -76,7 +76,7 @@ from dsqn_rllib.ops.registry import (
     reconcile_evaluations,
     this_host,
 )
-from dsqn_rllib.ops.stopping import StopSignals
+from dsqn_rllib.ops.stopping import StopSignals, children_spared_sigterm
 from dsqn_rllib.ops.tensorboard import TensorBoardSink
 from dsqn_rllib.snn.networks import QNetwork, build_q_network
 
@@ -127,7 +127,8 @@ def ensure_ray(num_env_runners: int) -> None:
     cpus = max(os.cpu_count() or 1, num_env_runners + 2)
     # address="local": a fresh Ray of our own, even where `ray start` left a cluster on this
     # machine (plain ray.init() would join it); joining one is what RAY_ADDRESS is for.
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+    with children_spared_sigterm():  # a process-group SIGTERM is the driver's to handle
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True)
 
 
 class Trainer:

@@ -16,6 +16,13 @@ terminal's Ctrl-C (sent to the whole foreground process group) reaches only the 
 The first signal writes one short notice with ``os.write`` (a handler may interrupt a
 ``print`` in progress; a second ``print`` from the handler would raise "reentrant call").
 
+A SIGTERM sent to the whole process group (GNU ``timeout``, Slurm's ``scancel``, ``kill -TERM
+-PGID``) would also reach the GCS, the raylet and the workers a local ``ray.init`` starts, which
+shut down at once and take the run with them (no checkpoint; seen 1 time in 3). Ray blocks only
+SIGINT in them, so ``ensure_ray`` starts them inside ``children_spared_sigterm()``: they inherit a
+blocked SIGTERM (a signal mask survives fork and exec) and only the driver acts on it; Ray's own
+shutdown still ends them (SIGKILL after a one-second grace).
+
 Ray's ``ray.get`` runs Python's signal handlers from its C++ wait loop and turns whatever
 KeyboardInterrupt they raise into a plain ``KeyboardInterrupt()``: a ``RunAborted`` raised while
 the driver waits on an actor reaches the caller as that. ``StopSignals.aborted`` gives it back
@@ -29,10 +36,22 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def children_spared_sigterm() -> Iterator[None]:
+    """Processes started inside (from this thread) begin with SIGTERM blocked, for good; in this
+    thread it is blocked only inside (a SIGTERM that came meanwhile is delivered on leaving)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def exit_code_for(signum: int) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 from dsqn_rllib.envs.atari import PAPER_GAMES, resolve_env
 from dsqn_rllib.errors import ConfigError, is_int
+from dsqn_rllib.ops.stopping import children_spared_sigterm
 from dsqn_rllib.rllib.config import DSQNConfig, network_options
 from dsqn_rllib.snn.networks import ModelKind, spiking_config
 
@@ -136,7 +137,8 @@ def run_sweep(plan: SweepPlan, base: DSQNConfig, run_root: str | Path, *, verbos
         if os.environ.get("RAY_ADDRESS"):  # `ray submit` / `ray job submit` on a cluster
             ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
         else:  # a fresh local Ray (never one a `ray start` left on this machine)
-            ray.init(address="local", include_dashboard=False, log_to_driver=False)
+            with children_spared_sigterm():  # a process-group SIGTERM is Tune's to handle
+                ray.init(address="local", include_dashboard=False, log_to_driver=False)
     if tune.Tuner.can_restore(str(experiment)):
         tuner = tune.Tuner.restore(
             str(experiment), trainable=config.algo_class, resume_errored=True, param_space=config
