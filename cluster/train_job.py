@@ -1,12 +1,14 @@
 """The entry of ``ray submit``: run ``dsqn`` on the cluster's head node, joined to its Ray.
 
     ray submit cluster/atari.yaml cluster/train_job.py -- train --game pong --num-env-runners 64
+    ray submit cluster/atari.yaml cluster/train_job.py -- sweep --preset paper-17 --run-dir ~/runs
 
 ``ray submit`` copies this file to the head's home directory and runs it with the head's
-``python``; everything after ``--`` is ``dsqn``'s command line (``train`` is implied when the
-first argument is a flag, so ``-- --game pong`` works too). RAY_ADDRESS=auto makes the driver
-join the cluster that ``ray up`` started on the head instead of starting a Ray of its own
-(``dsqn_rllib.run.ensure_ray``): the env runners are then placed on the autoscaled workers.
+``python``; everything after ``--`` is ``dsqn``'s command line, any command (``train`` is
+implied when the first argument is a flag, so ``-- --game pong`` works too). RAY_ADDRESS=auto
+makes the driver join the cluster that ``ray up`` started on the head instead of starting a Ray
+of its own (``dsqn_rllib.run.ensure_ray``): the env runners are then placed on the autoscaled
+workers, and a sweep's trials wherever their resources are (a GPU learner: on the head).
 
 The head's ``~/.dsqn/redis.env`` (copied there by ``atari.yaml``'s file_mounts) is read into the
 environment first, without overriding what is set: with ``DSQN_REDIS_URL`` and
@@ -19,7 +21,6 @@ import os
 import sys
 from pathlib import Path
 
-COMMANDS = ("train", "eval", "report")
 REDIS_ENV_FILE = Path("~/.dsqn/redis.env")
 
 
@@ -43,8 +44,9 @@ def load_env_file(path: Path, environ: dict[str, str] | os._Environ[str] = os.en
 
 
 def dsqn_argv(argv: list[str]) -> list[str]:
-    """``dsqn``'s arguments: ``train`` is the default command."""
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+    """``dsqn``'s arguments: ``train`` when none or a flag comes first, else as given (``dsqn``
+    itself says in one line when a command is unknown)."""
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         return ["train", *argv]
     return argv
 

@@ -51,11 +51,26 @@ def add_parsers(sub: Any) -> None:
         "--evaluation-interval", type=int, default=None, help="iterations between evaluations"
     )
     sweep.add_argument("--eval-episodes", type=int, default=30)
+    sweep.add_argument(
+        "--learner-device", choices=["auto", "cpu", "cuda"], default="auto",
+        help="each trial's learner (auto: cuda where the node has a GPU)",
+    )  # fmt: skip
+    sweep.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32")
+    sweep.add_argument(
+        "--metrics", action="store_true",
+        help="each trial serves Prometheus series on a free port and announces it in "
+        "$DSQN_PROMETHEUS_TARGETS_DIR (default /tmp/dsqn/prometheus_targets) for "
+        "dashboards/prometheus.yml's file_sd job",
+    )  # fmt: skip
+    sweep.add_argument("--metrics-host", default="127.0.0.1")
     sweep.add_argument("--name", default=None, help="the sweep's name (default: the preset's)")
     sweep.add_argument("--run-dir", default="runs", help="Tune storage and the run registry")
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and stop")
 
     comp = sub.add_parser("compare", help="the paper's table from a sweep's runs")
+    comp.add_argument(
+        "runs", nargs="*", help="dsqn train run directories (default: the registry's runs)"
+    )
     comp.add_argument("--sweep", default=None, help="only this sweep's runs (default: all)")
     comp.add_argument("--run-dir", default="runs", help="where the run registry is")
     comp.add_argument("--registry-url", default=None, help="Redis URL (default: $DSQN_REDIS_URL)")
@@ -111,6 +126,10 @@ def sweep(args: argparse.Namespace) -> int:
         num_env_runners=args.num_env_runners,
         envs_per_runner=args.envs_per_runner,
         eval_episodes=args.eval_episodes,
+        learner_device=args.learner_device,
+        precision=args.precision,
+        metrics_port=0 if args.metrics else None,
+        metrics_host=args.metrics_host,
         **{
             k: v
             for k, v in {
@@ -144,19 +163,35 @@ def sweep(args: argparse.Namespace) -> int:
 
 def compare(args: argparse.Namespace) -> int:
     from dsqn_rllib.evaluation.compare import compare as rows_of
-    from dsqn_rllib.evaluation.compare import render, scores_from_registry
+    from dsqn_rllib.evaluation.compare import (
+        records_from_run_dirs,
+        render,
+        run_curve,
+        run_score,
+        scores_from_registry,
+    )
     from dsqn_rllib.ops.registry import RegistryConfig, open_registry
 
-    registry = open_registry(RegistryConfig.resolve(args.registry_url, None, args.run_dir))
-    scores = scores_from_registry(registry, sweep=args.sweep)
+    if args.runs:  # run directories, read from their files
+        if args.sweep:
+            raise ConfigError("give run directories or --sweep, not both")
+        records = records_from_run_dirs(args.runs)
+        scores = [s for s in (run_score(r, e) for r, e in records) if s is not None]
+        where = "the run directories given"
+    else:
+        registry = open_registry(RegistryConfig.resolve(args.registry_url, None, args.run_dir))
+        scores = scores_from_registry(registry, sweep=args.sweep)
+        where = f"{f'sweep {args.sweep!r}' if args.sweep else 'the registry'} at {registry.where}"
     if not scores:
-        where = f"sweep {args.sweep!r}" if args.sweep else "the registry"
-        raise ConfigError(f"no evaluated runs in {where} at {registry.where}")
+        raise ConfigError(f"no evaluated runs in {where}")
     print(render(rows_of(scores), args.format), end="")
     if args.curves:
         from dsqn_rllib.evaluation.compare import curves_from_registry, write_learning_curves
 
-        curves = curves_from_registry(registry, sweep=args.sweep)
+        if args.runs:
+            curves = [c for c in (run_curve(r, e) for r, e in records) if c is not None]
+        else:
+            curves = curves_from_registry(registry, sweep=args.sweep)
         path = write_learning_curves(curves, args.curves, args.band, title=args.sweep)
         print(f"wrote {path}", file=sys.stderr)  # stdout stays the table (csv for a pipe)
     return 0

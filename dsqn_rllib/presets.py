@@ -31,7 +31,7 @@ else:  # pragma: no cover (3.10: the same parser, as a package)
     import tomli as tomllib
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The authors' code as it is: TrainConfig's defaults (Pong, 20M steps; ~46 days on 2 cores).
+    # The authors' code as it is: TrainConfig's defaults (Pong, 20M steps; ~33 days on 2 cores).
     "paper": {},
     # The spiking MLP (DSQN's neurons, max-mem readout, T=8) through the whole pipeline, with
     # RL Baselines3 Zoo's CartPole DQN settings. Measured on 2 CPU cores (README): the greedy

@@ -105,6 +105,8 @@ def test_train_job_runs_dsqn_with_train_as_the_default_command() -> None:
     assert train_job.dsqn_argv(["train", "--game", "pong"]) == ["train", "--game", "pong"]
     assert train_job.dsqn_argv(["report", "runs/x"]) == ["report", "runs/x"]
     assert train_job.dsqn_argv([]) == ["train"]
+    for command in ("sweep", "compare", "robustness", "runs", "eval"):  # every dsqn command
+        assert train_job.dsqn_argv([command, "--run-dir", "r"]) == [command, "--run-dir", "r"]
 
 
 def test_train_job_reads_the_redis_env_file_without_overriding(tmp_path: Path) -> None:

@@ -164,3 +164,41 @@ def test_curves_come_from_the_registrys_records(tmp_path: Path) -> None:
     (curve,) = curves_from_registry(registry, sweep="s")
     assert (curve.steps, curve.means) == ((100, 300), (1.0, 4.0))
     assert curves_from_registry(registry, sweep="other") == []
+
+
+def test_compare_reads_run_directories_without_a_registry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dsqn compare RUN_DIR ...``: each run's config from its checkpoint, its best from its
+    own evaluations.jsonl (superseded records skipped); a folder that is no run is one line."""
+    import json
+
+    from dsqn_rllib.cli import main
+    from dsqn_rllib.config import TrainConfig
+
+    runs = {
+        "dsqn-0": ("dsqn", [10.0, 30.0, 99.0], [False, False, True]),
+        "dsqn-1": ("dsqn", [20.0, 10.0], [False, False]),
+        "dqn-0": ("dqn", [5.0, 15.0], [False, False]),
+    }
+    for name, (model, means, superseded) in runs.items():
+        latest = tmp_path / name / "checkpoints" / "latest"
+        latest.mkdir(parents=True)
+        config = TrainConfig(game="pong", model=model).validate()
+        (latest / "train_config.json").write_text(json.dumps(config.to_dict()))
+        lines = [
+            json.dumps({"env_steps": 1000 * (i + 1), "mean": m, "superseded": s})
+            for i, (m, s) in enumerate(zip(means, superseded, strict=True))
+        ]
+        (tmp_path / name / "evaluations.jsonl").write_text("\n".join(lines) + "\n")
+    png = tmp_path / "curves.png"
+    args = ["compare", *(str(tmp_path / n) for n in runs), "--format", "csv", "--curves", str(png)]
+    assert main(args) == 0
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert int(rows["dsqn"]["n"]) == 2 and float(rows["dsqn"]["mean"]) == pytest.approx(25.0)
+    assert int(rows["dqn"]["n"]) == 1 and float(rows["dqn"]["mean"]) == pytest.approx(15.0)
+    assert float(rows["dsqn"]["vs DQN"]) == pytest.approx(10.0)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["compare", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a dsqn train run directory" in err

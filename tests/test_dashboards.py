@@ -141,6 +141,9 @@ def test_shipped_scrape_config_passes_promtool() -> None:
     assert jobs["ray"]["file_sd_configs"] == [
         {"files": ["/tmp/ray/prom_metrics_service_discovery.json"]}
     ]
+    from dsqn_rllib.ops.metrics import SCRAPE_TARGETS_DIR
+
+    assert jobs["dsqn-sweep"]["file_sd_configs"] == [{"files": [f"{SCRAPE_TARGETS_DIR}/*.json"]}]
 
 
 # --- a real Prometheus scrapes a real run -----------------------------------------------------

@@ -11,19 +11,33 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_dashboards import PROMETHEUS, SCRAPE_CONFIG, PrometheusServer
 
 TINY = [
     "--learning-starts", "200", "--buffer-size", "5000", "--train-batch-size", "32",
 ]  # fmt: skip
 
 
-def dsqn(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def dsqn(
+    *args: str, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "dsqn_rllib.cli", *args],
         capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )  # fmt: skip
     return proc
+
+
+def sweep_scrape_config(targets: Path) -> str:
+    """The shipped Prometheus config, every second, its sweep job reading ``targets``."""
+    import yaml
+
+    config = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    config["global"]["scrape_interval"] = config["global"]["evaluation_interval"] = "1s"
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "dsqn-sweep"]
+    job["file_sd_configs"] = [{"files": [f"{targets}/*.json"], "refresh_interval": "1s"}]
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def test_a_preset_prints_its_plan_and_cost_without_starting_anything(tmp_path: Path) -> None:
@@ -44,13 +58,35 @@ def test_a_2x2_sweep_then_compare_prints_the_records_numbers(tmp_path: Path) -> 
     from dsqn_rllib.ops.registry import RegistryConfig, open_registry
     from dsqn_rllib.ops.tensorboard import read_scalars
 
-    proc = dsqn(
-        "sweep", "--env", "CartPole-v1", "--model", "dsqn,dqn", "--T", "2", "--seed", "0,1",
-        "--total-steps", "800", *TINY, "--evaluation-interval", "1", "--eval-episodes", "3",
-        "--name", "cp", "--run-dir", str(tmp_path),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "4 of 4 trials done" in proc.stdout
+    # A real Prometheus with the shipped config finds the trials through their target files.
+    targets = tmp_path / "targets"
+    prometheus = None
+    if PROMETHEUS is not None:
+        config = tmp_path / "prometheus.yml"
+        config.write_text(sweep_scrape_config(targets))
+        prometheus = PrometheusServer(config, tmp_path / "tsdb", tmp_path / "prometheus.log")
+    try:
+        proc = dsqn(
+            "sweep", "--env", "CartPole-v1", "--model", "dsqn,dqn", "--T", "2", "--seed", "0,1",
+            "--total-steps", "800", *TINY, "--evaluation-interval", "1", "--eval-episodes", "3",
+            "--name", "cp", "--run-dir", str(tmp_path / "runs"), "--metrics",
+            env={"DSQN_PROMETHEUS_TARGETS_DIR": str(targets)},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        assert "4 of 4 trials done" in proc.stdout
+        assert targets.is_dir() and not list(targets.iterdir())  # each trial took its file back
+        if prometheus is not None:
+            scraped = prometheus.api("series", **{"match[]": 'dsqn_env_steps_total{sweep="cp"}'})
+            labels = {(s["job"], s["run_id"], s["model"], s["seed"], s["game"]) for s in scraped}
+            assert len({run_id for _, run_id, *_ in labels}) == 4, labels
+            assert {(m, seed) for _, _, m, seed, _ in labels} == {
+                ("dsqn", "0"), ("dsqn", "1"), ("dqn", "0"), ("dqn", "1")
+            }  # fmt: skip
+            assert {(job, game) for job, _, _, _, game in labels} == {("dsqn-sweep", "CartPole-v1")}
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+    tmp_path = tmp_path / "runs"
     png = tmp_path / "curves.png"
     table = dsqn(
         "compare", "--sweep", "cp", "--run-dir", str(tmp_path), "--format", "csv",

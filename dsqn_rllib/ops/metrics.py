@@ -27,12 +27,15 @@ until a scraper has read them.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -309,3 +312,34 @@ class PrometheusExporter:
     def record_evaluation(self, mean: float, maximum: float) -> None:
         self._set(self.eval_mean, mean)
         self._set(self.eval_max, maximum)
+
+
+# Where sweep trials announce their endpoints for Prometheus's file-based service discovery
+# (dashboards/prometheus.yml reads *.json here, as it reads Ray's own discovery file).
+SCRAPE_TARGETS_DIR = "/tmp/dsqn/prometheus_targets"
+
+
+def scrape_targets_dir() -> Path:
+    """``$DSQN_PROMETHEUS_TARGETS_DIR``, else ``/tmp/dsqn/prometheus_targets``."""
+    return Path(os.environ.get("DSQN_PROMETHEUS_TARGETS_DIR") or SCRAPE_TARGETS_DIR)
+
+
+class ScrapeTarget:
+    """A file_sd entry ``<dir>/<run_id>.json`` naming one endpoint: written atomically when a
+    trial starts serving (its port is any free one), removed when it stops. A node's own
+    Prometheus finds every trial that runs there, however many share the node."""
+
+    def __init__(self, run_id: str, host: str, port: int, directory: Path | None = None) -> None:
+        if host in ("0.0.0.0", "::", ""):  # reachable on every interface: name the node's
+            import socket
+
+            host = socket.gethostbyname(socket.gethostname())
+        directory = directory or scrape_targets_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{run_id}.json"
+        staging = self.path.with_suffix(".json.tmp")  # Prometheus must never read half a file
+        staging.write_text(json.dumps([{"targets": [f"{host}:{port}"], "labels": {}}]))
+        os.replace(staging, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

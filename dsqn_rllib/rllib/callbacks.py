@@ -12,7 +12,9 @@
 * TensorBoard under Tune: the report as scalars at env steps in ``<trial dir>/dsqn``
   (``dsqn_rllib.ops.tensorboard``), beside Tune's own per-iteration events;
 * Prometheus (``observability(metrics_port=0)``): the run's series on 127.0.0.1 (any free
-  port with 0: one endpoint per trial), labelled run_id, game, model, readout, sweep, seed.
+  port with 0: one endpoint per trial), labelled run_id, game, model, readout, sweep, seed; a
+  sweep's trial also writes a file_sd entry for it (``ops.metrics.ScrapeTarget``), removed at
+  its end, so the node's Prometheus scrapes every trial without being told its port.
 
 The observer reads its settings (``ObserverSettings``) from a ``DSQNConfig``; a driver that
 keeps the registry itself, or the old API stack (a plain ``DQNConfig``), passes them instead:
@@ -108,6 +110,10 @@ class ObserverSettings:
         )
 
 
+TRIAL_FINAL_SCRAPE_S = 15.0
+"""Longest hold of a sweep trial's endpoint at its end: file_sd's 5 s and two 5 s scrapes."""
+
+
 class RunObserver(RLlibCallback):
     """Guard, energy, registry and metrics of one algorithm (see the module doc)."""
 
@@ -121,6 +127,7 @@ class RunObserver(RLlibCallback):
         self.guard: SilentLayerGuard | None = None
         self.registry: RunRegistry | None = None
         self.exporter: Any = None
+        self.scrape_target: Any = None
         self.tensorboard: TensorBoardSink | None = None
         self._energy_net: Any = None
 
@@ -165,6 +172,12 @@ class RunObserver(RLlibCallback):
                 f"[{self.run_id}] metrics at "
                 f"http://{self.exporter.host}:{self.exporter.port}/metrics"
             )
+            if settings.sweep:  # trials serve on any free port: Prometheus finds them by file
+                from dsqn_rllib.ops.metrics import ScrapeTarget
+
+                self.scrape_target = ScrapeTarget(
+                    self.run_id, self.exporter.host, self.exporter.port
+                )
         logdir = tensorboard_dir(algorithm)
         if logdir is not None:
             self.tensorboard = TensorBoardSink(logdir)
@@ -277,12 +290,25 @@ class RunObserver(RLlibCallback):
         """Called by ``PipelinedDQN.cleanup`` (RLlibCallback has no stop hook)."""
         if self.run_id:
             self._write(lambda r: r.finish(self.run_id, RunStatus.FINISHED))
+        if self.scrape_target is not None and self.exporter is not None:
+            # A trial found by file may end before its Prometheus has scraped it once (file_sd
+            # passes new targets on every 5 s): its endpoint stays for one scrape of the final
+            # values, at most TRIAL_FINAL_SCRAPE_S (less while a scraper is seen at work).
+            scrapes, ended = self.exporter.scrapes, time.monotonic()
+            wait_s = TRIAL_FINAL_SCRAPE_S
+            if scrapes.count >= 2:
+                wait_s = self.exporter.final_scrape_wait_s(TRIAL_FINAL_SCRAPE_S)
+            if wait_s > 0:
+                scrapes.wait_for_read_since(ended, wait_s)
         self.close_metrics()
         if self.tensorboard is not None:
             self.tensorboard.close()
             self.tensorboard = None
 
     def close_metrics(self) -> None:
+        if self.scrape_target is not None:
+            self.scrape_target.remove()
+            self.scrape_target = None
         if self.exporter is not None:
             self.exporter.close()
             self.exporter = None

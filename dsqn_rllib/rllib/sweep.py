@@ -28,8 +28,12 @@ from dsqn_rllib.ops.stopping import children_spared_sigterm
 from dsqn_rllib.rllib.config import DSQNConfig, network_options
 from dsqn_rllib.snn.networks import ModelKind, spiking_config
 
-# Measured on this project's 2-core CPU machine (README): a DSQN T=8 run once learning starts.
-CPU_DSQN_ENV_STEPS_PER_S = 5.0
+# A run's pace on this project's 2-core CPU machine once learning starts (README, Benchmarks):
+# the DSQN T=8 (fp32) measured end to end at 1.76 updates/s of batch 128 every 4 env steps; its
+# cost scales with T. The DQN twin's update is 5.21x cheaper (bench_core, batch 128): its pace is
+# that multiple, an estimate. No GPU has been lent to measure a GPU learner.
+CPU_DSQN_T8_ENV_STEPS_PER_S = 1.76 * 4
+CPU_DQN_OVER_DSQN_T8 = 5.21
 
 
 @dataclass
@@ -71,10 +75,21 @@ class SweepPlan:
     def num_trials(self) -> int:
         return len(self.envs) * len(self.networks()) * len(self.seeds)
 
+    def cpu_days(self) -> float:
+        """Days of a 2-core CPU for the whole grid, trial after trial, at the paces above."""
+        seconds = 0.0
+        for network in self.networks():
+            pace = CPU_DSQN_T8_ENV_STEPS_PER_S
+            if network["model"] == "dqn":
+                pace *= CPU_DQN_OVER_DSQN_T8
+            else:
+                pace *= 8 / network["T"]
+            seconds += len(self.envs) * len(self.seeds) * self.total_steps / pace
+        return seconds / 86_400
+
     def describe(self) -> str:
-        """The run plan and its cost on a 2-core CPU at the measured rate (no GPU measured)."""
+        """The run plan and its cost on a 2-core CPU at the measured pace (no GPU measured)."""
         steps = self.num_trials * self.total_steps
-        cpu_days = steps / CPU_DSQN_ENV_STEPS_PER_S / 86_400
         nets = ", ".join(
             n["model"] if n["model"] == "dqn" else f"dsqn {n['readout']} T={n['T']}"
             for n in self.networks()
@@ -83,8 +98,10 @@ class SweepPlan:
             f"sweep {self.name}: {self.num_trials} trials = {len(self.envs)} env(s) "
             f"[{', '.join(self.envs)}] x {len(self.networks())} network(s) [{nets}] x "
             f"{len(self.seeds)} seed(s); {self.total_steps:,} env steps each, {steps:,} in all; "
-            f"~{cpu_days:,.1f} days at {CPU_DSQN_ENV_STEPS_PER_S:g} env steps/s (a 2-core CPU, "
-            "measured); on a GPU learner: not measured yet"
+            f"~{self.cpu_days():,.0f} days on a 2-core CPU (DSQN T=8 at "
+            f"{CPU_DSQN_T8_ENV_STEPS_PER_S:.1f} env steps/s measured, the DQN twin "
+            f"{CPU_DQN_OVER_DSQN_T8:g}x that, from its measured update time); on a GPU learner: "
+            "not measured yet (no GPU has been lent to this project)"
         )
 
 
