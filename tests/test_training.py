@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -411,3 +412,29 @@ def test_spiking_mlp_learns_cartpole_through_the_full_pipeline(tmp_path: Path) -
     net, _, _ = load_network(tmp_path / "cartpole" / "checkpoints" / "best")
     again = evaluate(net, "CartPole-v1", EvalConfig(episodes=10, epsilon=0.0, seed=1000003))
     assert again.mean >= 150
+
+
+@pytest.mark.slow
+def test_an_evaluation_due_while_one_runs_waits_for_it_and_none_is_lost(tmp_path: Path) -> None:
+    """Evaluations (300 episodes each) take longer than --eval-interval steps of training: a due
+    one waits for the running one (said once per wait), starts when it ends, and is recorded."""
+    proc = dsqn(
+        "train", "--env", "CartPole-v1", "--num-env-runners", "0", "--envs-per-runner", "2",
+        "--hidden-sizes", "32,32", "--T", "2", "--train-batch-size", "16", "--train-every", "16",
+        "--buffer-size", "5000", "--learning-starts", "300", "--target-update-period", "500",
+        "--eval-interval", "100", "--eval-episodes", "300", "--eval-epsilon", "0",
+        "--total-steps", "1500", "--run-dir", str(tmp_path), "--run-id", "ev",
+    )  # fmt: skip
+    said = [
+        line for line in (proc.stdout + proc.stderr).splitlines() if "waits for the one of" in line
+    ]
+    records = (tmp_path / "ev" / "evaluations.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["env_steps"] for line in records]
+    assert said, proc.stdout[-3000:]
+    assert steps == sorted(set(steps)) and len(steps) >= 2
+    for line in said:
+        found = re.search(r"due at ([\d,]+) steps waits for the one of ([\d,]+) steps", line)
+        assert found, line
+        due, running = (int(g.replace(",", "")) for g in found.groups())
+        assert running in steps and running < due  # the one it waited for was recorded
+        assert any(s >= due for s in steps)  # and the due one ran after it
