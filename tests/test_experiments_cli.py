@@ -150,3 +150,59 @@ def test_robustness_at_eps_0_equals_dsqn_eval_and_draws_its_plot(tmp_path: Path)
     clean_mean = float(clean.stdout.split("mean ")[1].split()[0])
     assert float(rows[0]["mean"]) == pytest.approx(clean_mean, abs=0.005)
     assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_driver_was_killed_resumes_from_its_checkpoints(tmp_path: Path) -> None:
+    """kill -9 of the driver (and its local Ray) mid-sweep; the same command again restores the
+    Tune experiment: each trial continues from its last checkpoint, not from step 0."""
+    import signal
+    import time
+
+    args = [
+        sys.executable, "-m", "dsqn_rllib.cli", "sweep", "--env", "CartPole-v1",
+        "--model", "dsqn,dqn", "--T", "2", "--seed", "0", "--total-steps", "6000", *TINY,
+        "--evaluation-interval", "1", "--eval-episodes", "2", "--name", "k",
+        "--run-dir", str(tmp_path),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                             start_new_session=True)  # fmt: skip
+    experiment = tmp_path / "k"
+    try:
+        deadline = time.time() + 300
+        def reported(trial: Path) -> int:
+            results = trial / "result.json"
+            return len(results.read_text().splitlines()) if results.is_file() else 0
+
+        # Both trials checkpointed twice and their results read by the driver.
+        while sum(reported(c.parent) >= 2 for c in experiment.glob("*/checkpoint_000001")) < 2:
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.time() < deadline, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(0.5)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the driver and the Ray it started
+        first.wait()
+        log.close()
+    saved = {}
+    for trial in experiment.glob("*/result.json"):
+        results = [json.loads(line) for line in trial.read_text().splitlines()]
+        saved[trial.parent.name] = max(r["num_env_steps_sampled_lifetime"] for r in results)
+    assert len(saved) == 2 and all(0 < s < 6000 for s in saved.values()), saved
+
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert "2 of 2 trials done" in again.stdout
+    for trial in experiment.glob("*/result.json"):
+        results = [json.loads(line) for line in trial.read_text().splitlines()]
+        steps = [r["num_env_steps_sampled_lifetime"] for r in results]
+        iterations = [r["training_iteration"] for r in results]
+        assert steps[-1] >= 6000 and max(steps) > saved[trial.parent.name]
+        # Restored, not restarted: iteration 1 ran once, and where the results step back (to
+        # the last checkpoint) they go on from that checkpoint's iteration and env steps.
+        assert iterations.count(1) == 1, iterations
+        for i in range(1, len(steps)):
+            if iterations[i] <= iterations[i - 1]:
+                back = iterations.index(iterations[i] - 1)  # the checkpointed iteration
+                assert steps[i] > steps[back], (iterations, steps)
