@@ -5,7 +5,9 @@
 
 Evaluation (the paper's protocol, ``dsqn_rllib.evaluation.protocol``) runs as a Ray task on a frozen
 copy of the weights, overlapped with training; the best-evaluated weights are kept as
-``checkpoints/best`` next to ``checkpoints/latest``.
+``checkpoints/best`` next to ``checkpoints/latest``. On the new API stack ``checkpoints/latest``
+is also an RLlib Algorithm checkpoint (``Algorithm.from_checkpoint``; the layout is in
+``dsqn_rllib.ops.checkpoints``); the old API stack keeps its own layout.
 
 The silent-network guard, energy and the Prometheus endpoint are the algorithm's own
 ``RunObserver`` callback (``dsqn_rllib.rllib.callbacks``), the same that a ``tune.Tuner`` trial has;
@@ -33,6 +35,7 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import shlex
 import signal
 import sys
@@ -50,11 +53,12 @@ from dsqn_rllib.errors import ConfigError
 from dsqn_rllib.evaluation.protocol import EvalConfig, EvalResult, evaluate
 from dsqn_rllib.ops.checkpoints import (
     ALGORITHM_DIR,
-    LEARNER_DIR,
     PROGRESS_FILE,
+    RLLIB_CTOR_FILE,
     CheckpointSchedule,
     RunPaths,
     check_resumable,
+    learner_state_dir,
     read_checkpoint,
     write_atomically,
     write_checkpoint_files,
@@ -599,12 +603,14 @@ class Trainer:
 
     def save(self, path: Path) -> Path:
         """Write a full checkpoint (learner/algorithm state included) atomically at ``path``
-        (``CheckpointError`` when it cannot be: the previous one is kept, no staging left)."""
+        (``CheckpointError`` when it cannot be: the previous one is kept, no staging left). On
+        the new API stack it is also an RLlib Algorithm checkpoint (``Algorithm.from_checkpoint``;
+        see ``dsqn_rllib.ops.checkpoints``); the old stack keeps RLlib's in ``algorithm/``."""
 
         def fill(staging: Path) -> None:
-            if self.is_new_stack:
+            if self.is_new_stack:  # an RLlib Algorithm checkpoint, the project's files beside
                 self.progress.update(self.algo.get_pipeline_state())
-                self.algo.learner_group.save_to_path(str((staging / LEARNER_DIR).resolve()))
+                save_algorithm_checkpoint(self.algo, staging)
             else:
                 (staging / ALGORITHM_DIR).mkdir()
                 self.algo.save_checkpoint(str((staging / ALGORITHM_DIR).resolve()))
@@ -646,7 +652,7 @@ class Trainer:
 
     def _restore(self, ckpt: Path) -> None:
         if self.is_new_stack:
-            self.algo.learner_group.restore_from_path(str((ckpt / LEARNER_DIR).resolve()))
+            self.algo.learner_group.restore_from_path(str(learner_state_dir(ckpt).resolve()))
             self.algo.set_pipeline_state(self.progress)
             self.algo._publish_weights()
         else:
@@ -713,6 +719,24 @@ class Trainer:
                 self.out(f"[{self.cfg.run_id}] warning: {err}; training goes on")
             self._registry_behind = True
             self._registry_retry_at = time.time() + self.registry_retry_s
+
+
+def save_algorithm_checkpoint(algo: Any, path: Path) -> None:
+    """``algo.save_to_path(path)`` (a new-stack ``PipelinedDQN``): an RLlib Algorithm checkpoint
+    whose config leaves out what belongs to this driver process: ``env_steps_limit`` (the
+    run's --total-steps: ``Algorithm.from_checkpoint`` gives an algorithm that trains on) and
+    the metrics endpoint (its port is the driver's; the observer is rebuilt from the config)."""
+    from dsqn_rllib.rllib.callbacks import RunObserver
+
+    algo.save_to_path(str(path.resolve()))
+    config = algo.config.copy(copy_frozen=False)
+    config.env_steps_limit = None
+    config.metrics_port = None
+    config.callbacks(RunObserver)
+    ctor_file = path / RLLIB_CTOR_FILE
+    ctor = pickle.loads(ctor_file.read_bytes())  # {"class": ..., "ctor_args_and_kwargs": ...}
+    ctor["ctor_args_and_kwargs"] = ((config.get_state(),), {})
+    ctor_file.write_bytes(pickle.dumps(ctor))
 
 
 def _one_line(err: BaseException) -> str:

@@ -180,3 +180,44 @@ def test_dsqn_train_precision_bf16_reaches_the_learner(tmp_path: Path) -> None:
     assert summary.updates > 0
     net, cfg, _ = load_network(summary.checkpoint)
     assert cfg.precision is Precision.BF16 and net.precision is Precision.BF16
+
+
+def test_the_latest_checkpoint_is_an_rllib_algorithm_checkpoint(tmp_path: Path) -> None:
+    """``Algorithm.from_checkpoint(<run>/checkpoints/latest)`` (issue #14) gives the run's
+    ``PipelinedDQN`` with the checkpoint's weights and counters, and it trains on from them
+    (the run's --total-steps, a limit of the driver, does not stop it). The project's files
+    beside RLlib's stay what ``dsqn eval`` reads; the learner state is there once."""
+    import torch
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    from dsqn_rllib.ops.checkpoints import load_network
+    from dsqn_rllib.run import Trainer
+
+    summary = Trainer(_cartpole(tmp_path, total_steps=800), out=lambda line: None).run()
+    latest = tmp_path / "goal" / "checkpoints" / "latest"
+    assert summary.checkpoint == latest and summary.updates > 0
+    net, _, progress = load_network(latest)  # the project's own files, read without Ray
+    assert progress["env_steps"] == summary.env_steps >= 800
+    assert not (latest / "learner").exists()  # RLlib's learner_group/ is the one copy
+
+    algo = Algorithm.from_checkpoint(str(latest))
+    try:
+        assert type(algo).__name__ == "PipelinedDQN" and algo.config.env_steps_limit is None
+        state = algo.get_pipeline_state()
+        for key in ("env_steps", "updates", "episodes"):
+            assert state[key] == progress[key], key
+        saved = net.state_dict()
+        learner = algo.online_network().state_dict()
+        assert learner.keys() == saved.keys()
+        for name, tensor in learner.items():
+            torch.testing.assert_close(tensor, saved[name])
+        result = algo.train()
+        report = result["dsqn"]
+        assert result["num_env_steps_sampled_lifetime"] == report["env_steps"]
+        assert report["env_steps"] > progress["env_steps"]
+        assert report["updates"] >= progress["updates"]
+        # ε continues from the step count (1.0 at step 0, 0.1 at 2,000 steps).
+        assert report["epsilon"] == pytest.approx(algo.config.epsilon_at(report["env_steps"]))
+        assert report["epsilon"] < 1.0
+    finally:
+        algo.stop()

@@ -1,14 +1,33 @@
-"""Checkpoint layout, readable without Ray (``dsqn eval`` needs only torch):
+"""Checkpoint layout. A ``dsqn train`` checkpoint (``checkpoints/latest``) on the new API stack
+is an RLlib Algorithm checkpoint with the project's files beside RLlib's:
 
     <checkpoint>/
         train_config.json   the TrainConfig of the run
         progress.json       env steps, updates, episodes, evaluation history, run id
         model.pt            the online Q-network's state_dict (what acting needs)
-        learner/            RLlib learner state: module, target network, optimizer (resume)
-        algorithm/          (old API stack) RLlib's whole-algorithm checkpoint
+        rllib_checkpoint.json, class_and_ctor_args.pkl, algorithm_state.pkl
+                            RLlib's Algorithm checkpoint (``algo.save_to_path``): the config,
+                            the pipeline's counters (steps, updates, episodes, ...), metrics
+        learner_group/      RLlib's learner state: module, target network, optimizer (resume)
+        env_runner/         RLlib's local env runner state (runs with --num-env-runners 0)
 
-A run directory holds ``checkpoints/latest`` and ``checkpoints/best`` (highest evaluation
-mean return), ``metrics.jsonl`` (one line per training iteration) and ``evaluations.jsonl``.
+so ``Algorithm.from_checkpoint("runs/<id>/checkpoints/latest")`` gives a ``PipelinedDQN``
+that continues counting with the checkpoint's weights. Its config is the run's, less what
+belongs to the ``dsqn train`` process: no ``env_steps_limit`` (the run's --total-steps; the
+loaded algorithm trains until its user stops it) and no metrics port. ``dsqn train --resume``
+restores ``learner_group/`` and the counters of progress.json (the same as RLlib's). The
+replay is not saved: a restored algorithm refills ``learning_starts`` steps before it learns.
+Checkpoints written before this layout hold the learner state in ``learner/`` (a LearnerGroup
+checkpoint): ``--resume`` still reads them; ``Algorithm.from_checkpoint`` does not.
+
+The old API stack (``--api-stack old``) keeps its own layout: the three project files and
+``algorithm/``, RLlib's old-stack whole-algorithm checkpoint (``algo.save_checkpoint``).
+``checkpoints/best`` (highest evaluation mean return) holds the three project files only (the
+weights, for ``dsqn eval`` and ``dsqn robustness``: no learner state, not resumable).
+Everything but resuming reads the project files, without Ray (``dsqn eval`` needs only torch).
+
+A run directory holds ``checkpoints/latest`` and ``checkpoints/best``, ``metrics.jsonl`` (one
+line per training iteration) and ``evaluations.jsonl``.
 
 A checkpoint is written into ``<name>.tmp`` and swapped in whole (``write_atomically``): a
 failed write (a full disk) removes the staging folder and leaves the previous checkpoint as it
@@ -39,8 +58,13 @@ from dsqn_rllib.snn.networks import QNetwork, build_q_network
 CONFIG_FILE = "train_config.json"
 PROGRESS_FILE = "progress.json"
 MODEL_FILE = "model.pt"
-LEARNER_DIR = "learner"
-ALGORITHM_DIR = "algorithm"
+LEARNER_DIR = "learner_group"  # RLlib's COMPONENT_LEARNER_GROUP, in an Algorithm checkpoint
+LEGACY_LEARNER_DIR = "learner"  # a LearnerGroup checkpoint of its own (earlier releases)
+ALGORITHM_DIR = "algorithm"  # the old API stack's whole-algorithm checkpoint
+# The files of an RLlib (new API stack) Algorithm checkpoint besides its component folders.
+RLLIB_METADATA_FILE = "rllib_checkpoint.json"
+RLLIB_CTOR_FILE = "class_and_ctor_args.pkl"
+RLLIB_STATE_FILE = "algorithm_state.pkl"
 
 
 class CheckpointError(OSError):
@@ -224,16 +248,26 @@ def read_checkpoint(path: str | Path) -> tuple[Path, TrainConfig, dict[str, Any]
 _PROGRESS_KEYS = ("env_steps", "obs_shape", "num_actions")
 
 
+def learner_state_dir(ckpt: Path) -> Path:
+    """Where a new-stack checkpoint keeps its learner state: RLlib's ``learner_group/``, or
+    ``learner/`` in a checkpoint of an earlier release (``learner_group/`` when neither is)."""
+    legacy = ckpt / LEGACY_LEARNER_DIR
+    if not (ckpt / LEARNER_DIR).is_dir() and legacy.is_dir():
+        return legacy
+    return ckpt / LEARNER_DIR
+
+
 def check_resumable(ckpt: Path, cfg: TrainConfig) -> None:
     """ConfigError (one line) unless ``ckpt`` holds state a run can continue from: the learner
-    state (new API stack) or algorithm state (old), complete and unbroken. Checked without
-    Ray: every pickle is parsed opcode by opcode (``pickletools.genops``: a file cut short or
-    overwritten does not parse; nothing is executed or imported) and the torch file's zip
-    records are checked against their CRCs. Run before ``ray.init``, so a damaged checkpoint
-    costs no Ray start and writes nothing."""
-    state_dir = ckpt / (LEARNER_DIR if cfg.api_stack is ApiStack.NEW else ALGORITHM_DIR)
+    state (new API stack) or algorithm state (old), complete and unbroken, and RLlib's
+    algorithm files where there are. Checked without Ray: every pickle is parsed opcode by
+    opcode (``pickletools.genops``: a file cut short or overwritten does not parse; nothing is
+    executed or imported) and the torch file's zip records are checked against their CRCs. Run
+    before ``ray.init``, so a damaged checkpoint costs no Ray start and writes nothing."""
+    new_stack = cfg.api_stack is ApiStack.NEW
+    state_dir = learner_state_dir(ckpt) if new_stack else ckpt / ALGORITHM_DIR
     if not state_dir.is_dir() or not any(state_dir.iterdir()):
-        what = "learner" if cfg.api_stack is ApiStack.NEW else "algorithm"
+        what = "learner" if new_stack else "algorithm"
         hint = (
             " (checkpoints/best holds the weights only, for dsqn eval)"
             if ckpt.name == "best"
@@ -243,7 +277,11 @@ def check_resumable(ckpt: Path, cfg: TrainConfig) -> None:
             f"checkpoint {ckpt} has no {what} state ({state_dir.name}/ is missing or empty)"
             f"{hint}: resume from a run directory or its checkpoints/latest"
         )
-    for file in sorted(state_dir.rglob("*")):
+    files = [f for f in sorted(state_dir.rglob("*")) if f.is_file()]
+    if new_stack:  # RLlib's own files beside it (Algorithm.from_checkpoint reads them)
+        files += [ckpt / RLLIB_METADATA_FILE, ckpt / RLLIB_CTOR_FILE, ckpt / RLLIB_STATE_FILE]
+        files += sorted(f for f in (ckpt / "env_runner").rglob("*") if f.is_file())
+    for file in files:
         if not file.is_file():
             continue
         if file.suffix == ".pkl":
