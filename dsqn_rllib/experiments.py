@@ -83,7 +83,10 @@ def add_parsers(sub: Any) -> None:
     )
 
     rob = sub.add_parser("robustness", help="the paper's evaluation under FGSM / PGD attacks")
-    rob.add_argument("runs", nargs="+", help="run directories or checkpoints (DSQN, DQN, ...)")
+    rob.add_argument(
+        "runs", nargs="+",
+        help="run directories or checkpoints (DSQN, DQN, ...), or a dsqn sweep's trial folders",
+    )  # fmt: skip
     rob.add_argument("--attack", choices=["fgsm", "pgd"], default="fgsm")
     rob.add_argument("--eps", default="0,0.001,0.005,0.01", help="L-inf radii in [0, 1] pixels")
     rob.add_argument("--pgd-steps", type=int, default=10)
@@ -201,10 +204,22 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def _load(path: str) -> tuple[Any, str, str]:
-    """(network, env, label) of a ``dsqn train`` run or checkpoint."""
+    """(network, env, label) of a ``dsqn train`` run or checkpoint, or of a ``dsqn sweep``
+    trial (its folder or one of its RLlib checkpoints)."""
     from dsqn_rllib.ops.checkpoints import load_network
 
-    net, cfg, _ = load_network(path)
+    try:
+        net, cfg, _ = load_network(path)
+    except ConfigError:
+        from dsqn_rllib.rllib.checkpoints import (
+            latest_algorithm_checkpoint,
+            network_from_algorithm_checkpoint,
+        )
+
+        if latest_algorithm_checkpoint(path) is None:
+            raise
+        net, env, model = network_from_algorithm_checkpoint(path)
+        return net, env, f"{model} {Path(path).name}"
     env = cfg.game if cfg.is_atari else cfg.env
     return net, str(env), f"{cfg.model.value} {Path(path).name}"
 

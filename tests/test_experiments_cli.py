@@ -126,6 +126,22 @@ def test_a_2x2_sweep_then_compare_prints_the_records_numbers(tmp_path: Path) -> 
         r["dsqn"]["env_steps"] for r in results
     ]
     assert {"ray/tune/dsqn/td_loss", "ray/tune/dsqn/epsilon"} <= set(scalars)
+    # A trial's folder is a run for `dsqn robustness` too (its newest RLlib checkpoint).
+    by_model = {
+        r.config["network"]["model"]: r.run_id.split("-", 1)[1] for r in registry.list_runs()
+    }
+    folders = {m: next((tmp_path / "cp").glob(f"*_{i}_*")) for m, i in by_model.items()}
+    attacked = dsqn(
+        "robustness", str(folders["dsqn"]), str(folders["dqn"]), "--eps", "0,0.01",
+        "--episodes", "2", "--format", "csv",
+    )  # fmt: skip
+    assert attacked.returncode == 0, attacked.stderr[-3000:]
+    table = attacked.stdout[attacked.stdout.index("run,env,") :]  # after the progress lines
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert [(r["run"].split()[0], r["eps"], r["env"]) for r in rows] == [
+        ("dsqn", "0", "CartPole-v1"), ("dsqn", "0.01", "CartPole-v1"),
+        ("dqn", "0", "CartPole-v1"), ("dqn", "0.01", "CartPole-v1"),
+    ]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -172,6 +188,7 @@ def test_a_sweep_whose_driver_was_killed_resumes_from_its_checkpoints(tmp_path: 
     experiment = tmp_path / "k"
     try:
         deadline = time.time() + 300
+
         def reported(trial: Path) -> int:
             results = trial / "result.json"
             return len(results.read_text().splitlines()) if results.is_file() else 0
