@@ -177,7 +177,7 @@ def test_a_sweep_whose_driver_was_killed_resumes_from_its_checkpoints(tmp_path: 
 
     args = [
         sys.executable, "-m", "dsqn_rllib.cli", "sweep", "--env", "CartPole-v1",
-        "--model", "dsqn,dqn", "--T", "2", "--seed", "0", "--total-steps", "6000", *TINY,
+        "--model", "dsqn,dqn", "--T", "2", "--seed", "0", "--total-steps", "20000", *TINY,
         "--evaluation-interval", "1", "--eval-episodes", "2", "--name", "k",
         "--run-dir", str(tmp_path),
     ]  # fmt: skip
@@ -206,20 +206,36 @@ def test_a_sweep_whose_driver_was_killed_resumes_from_its_checkpoints(tmp_path: 
     for trial in experiment.glob("*/result.json"):
         results = [json.loads(line) for line in trial.read_text().splitlines()]
         saved[trial.parent.name] = max(r["num_env_steps_sampled_lifetime"] for r in results)
-    assert len(saved) == 2 and all(0 < s < 6000 for s in saved.values()), saved
+    assert len(saved) == 2 and all(0 < s < 20000 for s in saved.values()), saved
 
     again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     assert "2 of 2 trials done" in again.stdout
+    from dsqn_rllib.ops.registry import RegistryConfig, open_registry
+
+    registry = open_registry(RegistryConfig.resolve(None, "dsqn", run_root=tmp_path))
     for trial in experiment.glob("*/result.json"):
         results = [json.loads(line) for line in trial.read_text().splitlines()]
         steps = [r["num_env_steps_sampled_lifetime"] for r in results]
         iterations = [r["training_iteration"] for r in results]
-        assert steps[-1] >= 6000 and max(steps) > saved[trial.parent.name]
+        assert steps[-1] >= 20000 and max(steps) > saved[trial.parent.name]
         # Restored, not restarted: iteration 1 ran once, and where the results step back (to
         # the last checkpoint) they go on from that checkpoint's iteration and env steps.
         assert iterations.count(1) == 1, iterations
+        restored_at = None
         for i in range(1, len(steps)):
             if iterations[i] <= iterations[i - 1]:
                 back = iterations.index(iterations[i] - 1)  # the checkpointed iteration
                 assert steps[i] > steps[back], (iterations, steps)
+                restored_at = steps[back] if restored_at is None else restored_at
+        if restored_at is None:  # the last result before the kill was at the checkpoint
+            restored_at = saved[trial.parent.name]
+        # The registry: the restored trial is attempt 1 of the same run; what the lost attempt
+        # evaluated past the checkpoint is marked superseded, the rest stays its history.
+        (run,) = [r for r in registry.list_runs() if f"_{r.run_id[2:]}_" in trial.parent.name]
+        assert run.attempt == 1 and run.status == "finished", run
+        evaluations = registry.evaluations(run.run_id)
+        assert any(e["attempt"] == 1 for e in evaluations)
+        for e in evaluations:
+            lost = e["attempt"] == 0 and e["env_steps"] > restored_at
+            assert bool(e.get("superseded")) == lost, (restored_at, evaluations)

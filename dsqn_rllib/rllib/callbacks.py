@@ -43,6 +43,7 @@ from dsqn_rllib.ops.registry import (
     RunRegistry,
     RunStatus,
     open_registry,
+    reconcile_evaluations,
     this_host,
 )
 from dsqn_rllib.ops.tensorboard import TensorBoardSink
@@ -130,6 +131,10 @@ class RunObserver(RLlibCallback):
         self.scrape_target: Any = None
         self.tensorboard: TensorBoardSink | None = None
         self._energy_net: Any = None
+        self.restored_at: int | None = None
+        """Env steps of the checkpoint a Tune trial was restored from (None: a fresh start)."""
+        self.attempt = 0
+        """0 for a fresh start, +1 with each restore (as ``dsqn train --resume`` counts)."""
 
     # --- RLlibCallback hooks --------------------------------------------------------------
 
@@ -180,7 +185,8 @@ class RunObserver(RLlibCallback):
                 )
         logdir = tensorboard_dir(algorithm)
         if logdir is not None:
-            self.tensorboard = TensorBoardSink(logdir)
+            # A restored trial's later events replace those past its checkpoint.
+            self.tensorboard = TensorBoardSink(logdir, purge_step=self.restored_at)
 
     def on_train_result(self, *, algorithm: Any, result: dict, **kwargs: Any) -> None:
         report = result.get("dsqn")
@@ -235,7 +241,7 @@ class RunObserver(RLlibCallback):
         self.start(algorithm)
         record = {
             "env_steps": int(result["env_steps_at_evaluation"]),
-            "attempt": 0,
+            "attempt": self.attempt,
             "time": time.time(),
             "game": self.settings.env_label,
             "seed": self.settings.seed,
@@ -256,6 +262,9 @@ class RunObserver(RLlibCallback):
         # A restored algorithm continues its counters: the guard watches it afresh.
         if self.guard is not None and self.settings is not None:
             self.guard = SilentLayerGuard(self.settings.silent_layer_patience)
+        stats = getattr(algorithm, "stats", None)
+        if stats is not None:  # (a driver that resumes keeps its registry and events itself)
+            self.restored_at = int(stats.env_steps)
 
     # --- the registry ---------------------------------------------------------------------
 
@@ -284,7 +293,22 @@ class RunObserver(RLlibCallback):
             host=this_host(),
             pid=os.getpid(),
         )
+        if self.restored_at is not None:  # Tune restored the trial after a lost driver
+            self._write(lambda r: self._reconcile_restored(r, record))
         self._write(lambda r: r.start_run(record))
+
+    def _reconcile_restored(self, registry: RunRegistry, record: RunRecord) -> None:
+        """The restored trial is the next attempt of its run; evaluations the lost attempt made
+        past the checkpoint are marked superseded (weights this attempt never had)."""
+        assert self.restored_at is not None
+        previous = registry.get_run(record.run_id)
+        self.attempt = record.attempt = (previous.attempt + 1) if previous else 1
+        if previous is not None:
+            record.started_at = previous.started_at
+        every, _ = reconcile_evaluations(
+            registry.evaluations(record.run_id), self.restored_at, self.attempt
+        )
+        registry.put_evaluations(record.run_id, every)
 
     def on_algorithm_stop(self, *, algorithm: Any, **kwargs: Any) -> None:
         """Called by ``PipelinedDQN.cleanup`` (RLlibCallback has no stop hook)."""
