@@ -136,6 +136,11 @@ def test_a_2x2_sweep_then_compare_prints_the_records_numbers(tmp_path: Path) -> 
         "--episodes", "2", "--format", "csv",
     )  # fmt: skip
     assert attacked.returncode == 0, attacked.stderr[-3000:]
+    # ... and for `dsqn report`: curves from Tune's results, both trials overlaid.
+    report = dsqn("report", str(folders["dsqn"]), str(folders["dqn"]), "--out", str(tmp_path / "r"))
+    assert report.returncode == 0, report.stderr[-3000:]
+    pngs = sorted(p.name for p in (tmp_path / "r").rglob("*.png"))
+    assert "overlay.png" in pngs and pngs.count("training.png") == 2, pngs
     table = attacked.stdout[attacked.stdout.index("run,env,") :]  # after the progress lines
     rows = list(csv.DictReader(io.StringIO(table)))
     assert [(r["run"].split()[0], r["eps"], r["env"]) for r in rows] == [

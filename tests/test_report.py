@@ -244,3 +244,27 @@ def test_dsqn_report_as_a_user_types_it_still_works(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"wrote {tmp_path / 'training.png'}" in proc.stdout
+
+
+def test_a_sweep_trials_records_come_from_tunes_results_restores_included(tmp_path: Path) -> None:
+    """A trial folder's result.json: each result's ``dsqn`` report and evaluation; after a
+    restore (results stepping back to the checkpoint) the lost attempt's later ones go."""
+    import json
+
+    from dsqn_rllib.evaluation.report import read_run
+
+    def result(steps: int, evaluated: float | None = None) -> dict:
+        out: dict = {"dsqn": {"env_steps": steps, "td_loss": 0.1}, "training_iteration": 0}
+        if evaluated is not None:
+            out["evaluation"] = {"env_runners": {
+                "env_steps_at_evaluation": steps, "episode_return_mean": evaluated,
+                "episode_return_std": 1.0, "episode_return_max": evaluated + 1,
+            }}  # fmt: skip
+        return out
+
+    lines = [result(100), result(200, 5.0), result(300), result(400, 9.0),  # lost past 200
+             result(300), result(400, 7.0), result(500)]  # fmt: skip
+    (tmp_path / "result.json").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    run = read_run(tmp_path)
+    assert [m["env_steps"] for m in run.metrics] == [100, 200, 300, 400, 500]
+    assert [(e["env_steps"], e["mean"]) for e in run.evaluations] == [(200, 5.0), (400, 7.0)]

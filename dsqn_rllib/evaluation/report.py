@@ -89,9 +89,13 @@ class RunRecords:
 
 
 def read_run(run_dir: str | Path) -> RunRecords:
-    """The records of a ``dsqn train`` run directory; a one-line ``ConfigError`` without any."""
+    """The records of a ``dsqn train`` run directory, or of a ``dsqn sweep`` trial's folder
+    (Tune's result.json: each result's ``dsqn`` report, its paper-protocol evaluations); a
+    one-line ``ConfigError`` without any."""
     run = Path(run_dir).expanduser()
     metrics = read_jsonl(run / "metrics.jsonl")
+    if not metrics and (run / "result.json").is_file():
+        return _read_trial(run)
     if not metrics:
         raise ConfigError(
             f"no metrics.jsonl with data in {str(run)!r}: is it a dsqn run directory?"
@@ -99,6 +103,34 @@ def read_run(run_dir: str | Path) -> RunRecords:
     evaluations = [e for e in read_jsonl(run / "evaluations.jsonl") if not e.get("superseded")]
     name = str(metrics[-1].get("run_id", run.name))
     return RunRecords(run, name, metrics, sorted(evaluations, key=lambda e: e["env_steps"]))
+
+
+def _read_trial(trial: Path) -> RunRecords:
+    """A Tune trial's records. After a restore Tune appends the restored attempt's results:
+    a report at env steps already passed replaces the earlier one from there on."""
+    metrics: Records = []
+    evaluations: dict[int, dict[str, Any]] = {}
+    for result in read_jsonl(trial / "result.json"):
+        report = result.get("dsqn")
+        if not report:
+            continue
+        while metrics and metrics[-1]["env_steps"] >= report["env_steps"]:
+            metrics.pop()  # the lost attempt's iterations past the checkpoint
+        metrics.append(report)
+        runners = (result.get("evaluation") or {}).get("env_runners") or {}
+        if "env_steps_at_evaluation" in runners:
+            steps = int(runners["env_steps_at_evaluation"])
+            for later in [s for s in evaluations if s > steps]:
+                del evaluations[later]
+            evaluations[steps] = {
+                "env_steps": steps,
+                "mean": runners["episode_return_mean"],
+                "std": runners.get("episode_return_std"),
+                "max": runners.get("episode_return_max"),
+            }
+    if not metrics:
+        raise ConfigError(f"no training results in {str(trial / 'result.json')!r}")
+    return RunRecords(trial, trial.name, metrics, [evaluations[s] for s in sorted(evaluations)])
 
 
 def energy_series(run: RunRecords, net: QNetwork | None) -> list[float]:
