@@ -161,6 +161,8 @@ class DSQNConfig(DQNConfig):
         self.env_runner_restore_timeout_s = 120
         self._learner_class = FusedAdamDQNLearner
         self.num_learners = 0
+        # learner_device "auto" holds for a default config too: this machine's GPU, if any.
+        self.num_gpus_per_learner = 1 if self.learner_uses_gpu else 0
         # An iteration is wall time, not a sample count: the pipeline streams.
         self.min_time_s_per_iteration = 2.0
         self.min_sample_timesteps_per_iteration = 0
