@@ -416,14 +416,14 @@ def test_spiking_mlp_learns_cartpole_through_the_full_pipeline(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_an_evaluation_due_while_one_runs_waits_for_it_and_none_is_lost(tmp_path: Path) -> None:
-    """Evaluations (300 episodes each) take longer than --eval-interval steps of training: a due
+    """Evaluations (3,000 episodes each) take longer than a 2 s iteration of training: a due
     one waits for the running one (said once per wait), starts when it ends, and is recorded."""
     proc = dsqn(
         "train", "--env", "CartPole-v1", "--num-env-runners", "0", "--envs-per-runner", "2",
         "--hidden-sizes", "32,32", "--T", "2", "--train-batch-size", "16", "--train-every", "16",
         "--buffer-size", "5000", "--learning-starts", "300", "--target-update-period", "500",
-        "--eval-interval", "100", "--eval-episodes", "300", "--eval-epsilon", "0",
-        "--total-steps", "1500", "--run-dir", str(tmp_path), "--run-id", "ev",
+        "--eval-interval", "100", "--eval-episodes", "3000", "--eval-epsilon", "0",
+        "--total-steps", "20000", "--run-dir", str(tmp_path), "--run-id", "ev",
     )  # fmt: skip
     said = [
         line for line in (proc.stdout + proc.stderr).splitlines() if "waits for the one of" in line
