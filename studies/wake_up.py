@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from dsqn_rllib.envs.atari import AtariConfig, make_atari_env
 from dsqn_rllib.snn.networks import DSQN
+from dsqn_rllib.snn.spike_init import threshold_aware_init_
 
 LIF_LAYERS = ("conv1", "conv2", "conv3", "fc")
 
@@ -115,6 +116,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     parser.add_argument("--log-every", type=int, default=100)
+    parser.add_argument(
+        "--spike-init", choices=("default", "threshold-aware"), default="default",
+        help="ours only: threshold-aware init on the probe frames before the first update",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if args.threads:
@@ -171,6 +176,13 @@ def main() -> None:
         step += 1
     probe = torch.as_tensor(obs_buf[:256].copy())
     out = args.out.open("w")
+    if args.spike_init == "threshold-aware":
+        if args.net != "ours":
+            parser.error("--spike-init threshold-aware applies to --net ours")
+        gains = threshold_aware_init_(ours, probe)
+        target.load_state_dict(net.state_dict())
+        out.write(json.dumps({"net": args.net, "spike_init": args.spike_init, "gains": gains}))
+        out.write("\n")
     started = time.time()
     for update in range(1, args.updates + 1):
         for _ in range(4):
