@@ -186,6 +186,9 @@ def test_compare_reads_run_directories_without_a_registry(
         latest.mkdir(parents=True)
         config = TrainConfig(game="pong", model=model).validate()
         (latest / "train_config.json").write_text(json.dumps(config.to_dict()))
+        progress = {"env_steps": 3000, "obs_shape": [4, 84, 84], "num_actions": 6}
+        (latest / "progress.json").write_text(json.dumps(progress))
+        (latest / "model.pt").write_bytes(b"")  # (the table reads no weights)
         lines = [
             json.dumps({"env_steps": 1000 * (i + 1), "mean": m, "superseded": s})
             for i, (m, s) in enumerate(zip(means, superseded, strict=True))

@@ -221,30 +221,22 @@ def scores_from_registry(registry: Any, sweep: str | None = None) -> list[RunSco
 def records_from_run_dirs(paths: Iterable[str | Path]) -> list[tuple[Any, list[dict]]]:
     """(record, evaluations) of ``dsqn train`` run directories, read from their files (no
     registry): the run's config from its checkpoint, its evaluations.jsonl."""
-    import json
     from types import SimpleNamespace
 
     from dsqn_rllib.errors import ConfigError
     from dsqn_rllib.evaluation.report import read_jsonl
+    from dsqn_rllib.ops.checkpoints import read_checkpoint
 
     found = []
     for path in map(Path, paths):
-        configs = [path / "checkpoints" / c / "train_config.json" for c in ("latest", "best")]
-        config_file = next((c for c in configs if c.is_file()), None)
-        if config_file is None:
-            raise ConfigError(
-                f"{path} is not a dsqn train run directory (no checkpoints/latest or best)"
-            )
         try:
-            config = json.loads(config_file.read_text())
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"cannot read {config_file}: {err}") from None
+            _, cfg, _ = read_checkpoint(path)
+        except ConfigError as err:
+            raise ConfigError(f"{path} is not a dsqn train run directory ({err})") from None
         record = SimpleNamespace(
-            run_id=path.name,
-            env=config.get("game") or config.get("env") or "",
-            model=config.get("model", ""),
-            config=config,
-        )
+            run_id=path.name, env=cfg.game or cfg.env or "", model=cfg.model.value,
+            config=cfg.to_dict(),
+        )  # fmt: skip
         found.append((record, read_jsonl(path / "evaluations.jsonl")))
     return found
 

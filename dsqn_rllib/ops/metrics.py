@@ -235,12 +235,18 @@ class PrometheusExporter:
             return 0.0
         return min(timeout_s, 2 * gap)
 
-    def wait_for_scrape(self, timeout_s: float, values_set_at: float | None = None) -> bool:
+    def wait_for_scrape(
+        self, timeout_s: float, values_set_at: float | None = None, *, found_late: bool = False
+    ) -> bool:
         """Keep serving until a scrape that began after the current values were set (at
         ``values_set_at``, ``time.monotonic()``; default now) has read them, at most
-        ``final_scrape_wait_s(timeout_s)``; True when one has."""
+        ``final_scrape_wait_s(timeout_s)``; True when one has. ``found_late``: an endpoint
+        its Prometheus may not have discovered yet (a sweep trial's target file) waits the
+        whole ``timeout_s`` until a scraper is seen at work."""
         since = time.monotonic() if values_set_at is None else values_set_at
         wait_s = self.final_scrape_wait_s(timeout_s)
+        if found_late and self.scrapes.count < 2:
+            wait_s = timeout_s
         return wait_s > 0 and self.scrapes.wait_for_read_since(since, wait_s)
 
     def close(self) -> None:

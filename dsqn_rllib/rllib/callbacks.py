@@ -318,12 +318,7 @@ class RunObserver(RLlibCallback):
             # A trial found by file may end before its Prometheus has scraped it once (file_sd
             # passes new targets on every 5 s): its endpoint stays for one scrape of the final
             # values, at most TRIAL_FINAL_SCRAPE_S (less while a scraper is seen at work).
-            scrapes, ended = self.exporter.scrapes, time.monotonic()
-            wait_s = TRIAL_FINAL_SCRAPE_S
-            if scrapes.count >= 2:
-                wait_s = self.exporter.final_scrape_wait_s(TRIAL_FINAL_SCRAPE_S)
-            if wait_s > 0:
-                scrapes.wait_for_read_since(ended, wait_s)
+            self.exporter.wait_for_scrape(TRIAL_FINAL_SCRAPE_S, found_late=True)
         self.close_metrics()
         if self.tensorboard is not None:
             self.tensorboard.close()
