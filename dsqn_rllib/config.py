@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
-from dsqn_rllib.errors import ConfigError, check_int, check_number, is_int, plain
+from dsqn_rllib.errors import ConfigError, check_int, check_number, plain
 from dsqn_rllib.snn.networks import ModelKind, SpikingConfig, spiking_config
 from dsqn_rllib.snn.precision import Precision, parse_precision
 from dsqn_rllib.snn.spike_init import DEFAULT_TARGET_RATE, SpikeInit
@@ -156,100 +156,31 @@ class TrainConfig:
         return self.env is None
 
     def validate(self) -> TrainConfig:
-        """Raise ``ConfigError`` (one line) on the first bad value; return self when fine."""
+        """Raise ``ConfigError`` (one line) on the first bad value; return self when fine.
+
+        The options a ``DSQNConfig`` holds are checked by it (``DSQNConfig.validate_dsqn``,
+        the one place those rules live), through ``to_dsqn_config``, and its words are turned
+        into this config's (``CLI_NAMES``); this method checks the driver's own options."""
         for f in dataclasses.fields(self):  # numpy counts (from gymnasium spaces) as Python's
             setattr(self, f.name, plain(getattr(self, f.name)))
-        if self.env is not None:
-            # An Atari id given as --env (ALE/Pong-v5) is the game with the paper's
-            # preprocessing, as DSQNConfig.environment() reads it, never an MLP on raw pixels.
-            self.game = _atari_env_id(self.env)
-            if self.game is not None:
-                self.env = None
-            else:
-                _check_gym_env(self.env)
-        elif self.game is None:
-            raise ConfigError("give a --game (Atari) or an --env (Gymnasium id)")
-        if self.game is not None:
-            from dsqn_rllib.envs.atari import resolve_game
-
-            try:
-                self.game = resolve_game(self.game)
-            except ValueError as err:
-                raise ConfigError(str(err)) from None
-        try:
-            self.model = ModelKind(self.model)
-        except ValueError:
-            raise ConfigError(f"model must be dsqn or dqn, got {self.model!r}") from None
+        self._resolve_env()
         try:
             self.api_stack = ApiStack(self.api_stack)
         except ValueError:
             raise ConfigError(f"api_stack must be new or old, got {self.api_stack!r}") from None
-        try:
-            self.spike_init = SpikeInit(self.spike_init)
-        except ValueError:
-            allowed = ", ".join(s.value for s in SpikeInit)
-            raise ConfigError(
-                f"spike_init must be one of {allowed}, got {self.spike_init!r}"
-            ) from None
-        if self.spike_init is SpikeInit.THRESHOLD_AWARE:
-            if self.model is not ModelKind.DSQN or not self.is_atari:
-                raise ConfigError("spike_init threshold-aware applies to a DSQN on an Atari game")
-            if self.api_stack is not ApiStack.NEW:
-                raise ConfigError("spike_init threshold-aware needs --api-stack new")
-        try:
-            self.precision = parse_precision(self.precision)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        check_number("spike_init_rate", self.spike_init_rate, 0.0, 1.0, low_open=True)
-        if self.spike_init_rate >= 1.0:
-            raise ConfigError(f"spike_init_rate must be < 1, got {self.spike_init_rate!r}")
-        if self.loss not in ("mse", "huber"):
-            raise ConfigError(f"loss must be mse or huber, got {self.loss!r}")
-        if self.learner_device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(
-                f"learner_device must be auto, cpu or cuda, got {self.learner_device!r}"
-            )
-        for name in ("lr", "adam_eps"):
-            check_number(name, getattr(self, name), low=0.0, low_open=True)
-        if self.grad_clip is not None:
-            check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
-        check_number("gamma", self.gamma, low=0.0, high=1.0)
-        for name in ("epsilon_start", "epsilon_end", "eval_epsilon"):
+        for name in ("epsilon_start", "epsilon_end"):  # the two ends of DSQNConfig's schedule
             check_number(name, getattr(self, name), low=0.0, high=1.0)
         if self.epsilon_start < self.epsilon_end:
             raise ConfigError(
                 f"epsilon_start ({self.epsilon_start}) must be >= epsilon_end "
                 f"({self.epsilon_end}): ε decays from start to end (equal values: constant ε)"
             )
-        for name in (
-            "train_batch_size",
-            "train_every",
-            "target_update_period",
-            "total_steps",
-            "n_step",
-        ):
-            check_int(name, getattr(self, name), 1)
-        check_int("num_env_runners", self.num_env_runners, 0)
-        for name in ("envs_per_runner", "eval_episodes", "max_episode_frames"):
-            check_int(name, getattr(self, name), 1)
-        for name in (
-            "learning_starts",
-            "epsilon_decay_steps",
-            "eval_interval",
-            "checkpoint_interval",
-            "silent_layer_patience",
-        ):
+        check_int("epsilon_decay_steps", self.epsilon_decay_steps, 0)
+        check_int("total_steps", self.total_steps, 1)
+        for name in ("checkpoint_interval",):
             check_int(name, getattr(self, name), 0)
-        check_int("seed", self.seed, 0)
-        if self.metrics_port is not None:
-            check_int("metrics_port", self.metrics_port, 0)
-            if self.metrics_port > 65535:
-                raise ConfigError(f"metrics_port must be <= 65535, got {self.metrics_port}")
         check_number("metrics_final_scrape_timeout_s", self.metrics_final_scrape_timeout_s, 0.0)
         check_number("checkpoint_every_minutes", self.checkpoint_every_minutes, 0.0)
-        check_int("buffer_size", self.buffer_size, self.train_batch_size)
-        if not self.hidden_sizes or not all(is_int(h) and h >= 1 for h in self.hidden_sizes):
-            raise ConfigError(f"hidden_sizes must be positive integers, got {self.hidden_sizes!r}")
         if self.run_id is not None and (
             not self.run_id or os.sep in self.run_id or self.run_id.startswith(".")
         ):
@@ -259,7 +190,34 @@ class TrainConfig:
         from dsqn_rllib.ops.registry import RegistryConfig
 
         RegistryConfig(url=self.registry_url, prefix=self.registry_prefix).validate()
+        # Everything DSQNConfig holds: the network, learning, pipeline and evaluation options.
+        from dsqn_rllib.rllib.builder import to_dsqn_config
+
+        try:
+            to_dsqn_config(self)
+        except ConfigError as err:
+            raise ConfigError(cli_words(str(err))) from None
+        self.model = ModelKind(self.model)
+        self.spike_init = SpikeInit(self.spike_init)
+        self.precision = parse_precision(self.precision)
+        if self.spike_init is SpikeInit.THRESHOLD_AWARE and self.api_stack is not ApiStack.NEW:
+            raise ConfigError("spike_init threshold-aware needs --api-stack new")
         return self
+
+    def _resolve_env(self) -> None:
+        """``game`` as its ROM id, or ``env`` as a Gymnasium id with vector observations; an
+        Atari id given as --env (ALE/Pong-v5) is the game with the paper's preprocessing."""
+        from dsqn_rllib.envs.atari import resolve_env, resolve_game
+
+        if self.env is not None:
+            self.game, self.env = resolve_env(self.env)
+        elif self.game is None:
+            raise ConfigError("give a --game (Atari) or an --env (Gymnasium id)")
+        else:
+            try:
+                self.game = resolve_game(self.game)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
 
     def notes(self) -> list[str]:
         """Lines about valid but probably unintended settings, for the console at start."""
@@ -325,29 +283,24 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names}).validate()
 
 
-def _atari_env_id(env_id: Any) -> str | None:
-    """The text of an Atari env id (``ALE/Pong-v5``, ``ale_py:ALE/Pong-v5``,
-    ``PongNoFrameskip-v4``) as a game name for ``resolve_game``; None for other ids."""
-    if not isinstance(env_id, str):
-        raise ConfigError(f"env must be a Gymnasium id such as CartPole-v1, got {env_id!r}")
-    name = env_id.removeprefix("ale_py:")
-    if name != env_id or name.startswith("ALE/") or name.endswith("NoFrameskip-v4"):
-        return name
-    import gymnasium as gym
+# DSQNConfig's names of the options TrainConfig names otherwise (its errors, in the CLI's words).
+CLI_NAMES = {
+    "num_steps_sampled_before_learning_starts": "learning_starts",
+    "target_network_update_freq": "target_update_period",
+    "replay_buffer_config['capacity']": "buffer_size",
+    "num_envs_per_env_runner": "envs_per_runner",
+    "evaluation_config['explore_epsilon']": "eval_epsilon",
+    "evaluation_interval_env_steps": "eval_interval",
+    "evaluation_duration": "eval_episodes",
+    "td_error_loss_fn": "loss",
+    "env_steps_limit": "total_steps",
+    "adam_epsilon": "adam_eps",
+}
 
-    spec = gym.registry.get(name)
-    entry = "" if spec is None else str(spec.entry_point)
-    return name if entry.startswith("ale_py") else None
 
-
-def _check_gym_env(env_id: str) -> None:
-    import gymnasium as gym
-
-    if env_id not in gym.registry:
-        import difflib
-
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
-        hint = f"; closest: {', '.join(close)}" if close else ""
-        raise ConfigError(f"unknown Gymnasium env {env_id!r}{hint}")
-    space = gym.spec(env_id)
-    del space  # observation shape is checked when the env is built
+def cli_words(message: str) -> str:
+    """A ``DSQNConfig`` error with its option named as ``TrainConfig`` (and the CLI) names it."""
+    for dsqn_name, name in CLI_NAMES.items():
+        if message.startswith(dsqn_name + " "):
+            return name + message[len(dsqn_name) :]
+    return message

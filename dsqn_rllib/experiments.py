@@ -144,8 +144,16 @@ def sweep(args: argparse.Namespace) -> int:
             if v is not None
         },
     ).validate()
-    base = to_dsqn_config(train).callbacks(RunObserver)
-    base.evaluation_duration = args.eval_episodes
+    # A trial evaluates every plan.evaluation_interval iterations in its own process (an
+    # overlapped evaluation would ask every trial for one more CPU).
+    base = (
+        to_dsqn_config(train)
+        .callbacks(RunObserver)
+        .evaluation(
+            evaluation_interval_env_steps=0,
+            evaluation_parallel_to_training=False,
+        )
+    )
     print(plan.describe(), flush=True)
     from dsqn_rllib.rllib.sweep import sweep_config
 

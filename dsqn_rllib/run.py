@@ -3,8 +3,9 @@
     trainer = Trainer(TrainConfig(game="pong"))      # or Trainer.resume("runs/<id>")
     summary = trainer.run()
 
-Evaluation (the paper's protocol, ``dsqn_rllib.evaluation.protocol``) runs as a Ray task on a frozen
-copy of the weights, overlapped with training; the best-evaluated weights are kept as
+Evaluation is the algorithm's own (``dsqn_rllib.rllib.paper_evaluation``: the paper's protocol
+every ``eval_interval`` env steps, a Ray task on a frozen copy of the weights overlapped with
+training, as under Tune); the driver records each one and keeps the best-evaluated weights as
 ``checkpoints/best`` next to ``checkpoints/latest``. On the new API stack ``checkpoints/latest``
 is also an RLlib Algorithm checkpoint (``Algorithm.from_checkpoint``; the layout is in
 ``dsqn_rllib.ops.checkpoints``); the old API stack keeps its own layout.
@@ -38,19 +39,17 @@ import os
 import pickle
 import shlex
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 import torch
 
 from dsqn_rllib.config import ApiStack, TrainConfig
 from dsqn_rllib.errors import ConfigError
-from dsqn_rllib.evaluation.protocol import EvalConfig, EvalResult, evaluate
 from dsqn_rllib.ops.checkpoints import (
     ALGORITHM_DIR,
     PROGRESS_FILE,
@@ -65,16 +64,15 @@ from dsqn_rllib.ops.checkpoints import (
 )
 from dsqn_rllib.ops.preflight import preflight
 from dsqn_rllib.ops.progress import Eta
+from dsqn_rllib.ops.recorder import RunRecorder
 from dsqn_rllib.ops.registry import (
     DEFAULT_PREFIX,
     URL_ENV,
     CheckpointKind,
     RegistryConfig,
-    RegistryError,
     RunRecord,
     RunRegistry,
     RunStatus,
-    defer_record,
     merge_evaluations,
     open_registry,
     reconcile_evaluations,
@@ -83,6 +81,12 @@ from dsqn_rllib.ops.registry import (
 from dsqn_rllib.ops.stopping import StopSignals, children_spared_sigterm
 from dsqn_rllib.ops.tensorboard import TensorBoardSink
 from dsqn_rllib.snn.networks import QNetwork, build_q_network
+
+if TYPE_CHECKING:
+    from dsqn_rllib.rllib.paper_evaluation import Evaluation
+
+# RLlib's result key of an iteration's evaluation (ray.rllib.utils.metrics.EVALUATION_RESULTS).
+EVALUATION_RESULTS = "evaluation"
 
 # While the driver blocks on the final evaluation it still heartbeats this often, so a long
 # evaluation never makes a live run look lost (RegistryConfig.stale_after_s).
@@ -109,17 +113,6 @@ class TrainSummary:
         return 0 if self.stopped_by is None else 128 + self.stopped_by
 
 
-@ray.remote(num_cpus=1)
-def _evaluate_task(
-    cfg_dict: dict, obs_shape: tuple, num_actions: int, state: dict, eval_cfg: EvalConfig
-) -> EvalResult:
-    torch.set_num_threads(1)
-    cfg = TrainConfig.from_dict(cfg_dict)
-    net = build_q_network(cfg.model, obs_shape, num_actions, **cfg.model_options())
-    net.load_state_dict(state)
-    return evaluate(net, cfg.game if cfg.is_atari else cfg.env, eval_cfg)  # type: ignore[arg-type]
-
-
 def ensure_ray(num_env_runners: int) -> None:
     """Join the cluster given by RAY_ADDRESS, else start a local Ray (dashboard off, 127.0.0.1)."""
     if ray.is_initialized():
@@ -137,10 +130,6 @@ def ensure_ray(num_env_runners: int) -> None:
 
 class Trainer:
     """Runs one training job to ``total_steps`` env steps (resumable)."""
-
-    registry_retry_s = 30.0
-    """After a failed registry write, skip writes this long (a registry that hangs would
-    otherwise cost a connect timeout per write, several per iteration)."""
 
     def __init__(
         self,
@@ -173,8 +162,10 @@ class Trainer:
         # The config records where the run's record lives (a URL never holds a password).
         self.cfg.registry_url = self.registry.config.url
         self.cfg.registry_prefix = self.registry.config.prefix
-        self._registry_behind = False  # a write failed: rewrite the whole record when it answers
-        self._registry_retry_at = 0.0
+        # Registry writes never stop training; missed ones are caught up (ops.recorder).
+        self.recorder = RunRecorder(
+            self.registry, self._run_record, lambda: self._all_evaluations, self.out
+        )
         self.resume_from = resume_from
         self.progress: dict[str, Any] = dict(resume_progress or {})
         self.evaluations: list[dict[str, Any]] = list(self.progress.get("evaluations", []))
@@ -188,12 +179,9 @@ class Trainer:
             self._prepare_resume(resume_from)
         self.progress["attempt"] = self.attempt
         self.progress.setdefault("started_at", time.time())
-        self._pending_eval: tuple[ray.ObjectRef, int, dict] | None = None
-        self._eval_waits_said = False
         self.observer: Any = None  # the algorithm's RunObserver, once built
         self.tensorboard: TensorBoardSink | None = None
         self._guard_warning: str | None = None
-        self._next_eval = self._next_multiple(self.cfg.eval_interval)
         self.checkpoints = CheckpointSchedule(
             self.cfg.checkpoint_interval, self.cfg.checkpoint_every_minutes, self.env_steps
         )
@@ -272,12 +260,6 @@ class Trainer:
         # checkpoints/best may hold superseded weights that really scored higher: keep them.
         self.best_return = max([best_on_disk, *(e["mean"] for e in self.evaluations)])
 
-    def _next_multiple(self, interval: int) -> int:
-        if interval <= 0:
-            return sys.maxsize
-        done = int(self.progress.get("env_steps", 0))
-        return (done // interval + 1) * interval
-
     # --- main loop ---------------------------------------------------------------------------
 
     def run(self) -> TrainSummary:
@@ -289,7 +271,7 @@ class Trainer:
         (self.paths.root / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         if self.resume_from is not None:
             _write_jsonl_atomically(self.paths.evaluations, self._all_evaluations)
-        self._record(self._write_whole_record)
+        self.recorder.start()
         try:
             self.out(
                 f"[{cfg.run_id}] run registry: {self.registry.where}"
@@ -324,16 +306,9 @@ class Trainer:
     def _finish(self, status: RunStatus, error: str | None = None) -> None:
         """The run's final status to the registry; where it does not answer, into the outbox
         that the next ``dsqn`` command touching this registry writes (``defer_record``)."""
-        self._record(lambda r: r.finish(self.cfg.run_id or "", status, error=error), now=True)
-        if not self._registry_behind:
+        kept = self.recorder.finish(status, error)
+        if kept is None:
             return
-        kept = defer_record(
-            self.registry.config,
-            self._run_record(),
-            self._all_evaluations,
-            status=status,
-            error=error,
-        )
         self.out(
             f"[{self.cfg.run_id}] the run registry at {self.registry.where} is unreachable: "
             f"the run's record waits in {kept} for the next dsqn command that opens it"
@@ -412,32 +387,20 @@ class Trainer:
             result = algo.train()  # a signal in here only sets stop.requested
             report = self._report(result)
             self._log(report)
-            self._collect_evaluation(block=False)
+            if EVALUATION_RESULTS in result:  # one the algorithm ran beside training ended
+                self._record_evaluation(algo.last_evaluation)
             if self.stop.requested:
                 break  # the final save below is the checkpoint; no new evaluation
-            if self.env_steps >= self._next_eval:
-                if self._pending_eval is None:
-                    self._start_evaluation()
-                    self._next_eval = self._next_multiple(cfg.eval_interval)
-                    self._eval_waits_said = False
-                elif not self._eval_waits_said:
-                    self._eval_waits_said = True
-                    self.out(
-                        f"[{cfg.run_id}] evaluation due at {self._next_eval:,} steps waits "
-                        f"for the one of {self._pending_eval[1]:,} steps (an evaluation takes "
-                        f"longer than --eval-interval steps of training; raise --eval-interval or "
-                        f"lower --eval-episodes): it starts when that one ends"
-                    )
             if self.checkpoints.due(self.env_steps):
                 self.save(self.paths.latest)
-        self._collect_evaluation(block=True)  # cut short by a stop signal
+        self._await_evaluation()  # cut short by a stop signal
         if (
             not self.stop.requested
             and cfg.eval_interval > 0
             and (not self.evaluations or self.evaluations[-1]["env_steps"] < self.env_steps)
         ):
-            self._start_evaluation()
-            self._collect_evaluation(block=True)
+            algo.start_evaluation()  # the final weights
+            self._await_evaluation()
         done = not self.stop.requested
         self.save(self.paths.latest)
         return done
@@ -532,42 +495,27 @@ class Trainer:
 
     # --- evaluation ------------------------------------------------------------------------
 
-    def eval_config(self) -> EvalConfig:
-        cfg = self.cfg
-        return EvalConfig(
-            episodes=cfg.eval_episodes,
-            epsilon=cfg.eval_epsilon,
-            seed=cfg.seed + 1_000_003,
-            max_episode_frames=cfg.max_episode_frames,
-        )
-
-    def _start_evaluation(self) -> None:
-        state = self.online_state_dict()
-        ref = _evaluate_task.remote(
-            self.cfg.to_dict(), self.obs_shape, self.num_actions, state, self.eval_config()
-        )
-        self._pending_eval = (ref, self.env_steps, state)
-
-    def _collect_evaluation(self, block: bool) -> None:
-        if self._pending_eval is None:
-            return
-        ref, steps, state = self._pending_eval
-        ready, _ = ray.wait([ref], timeout=0)
-        while block and not ready and not self.stop.requested:
+    def _await_evaluation(self) -> None:
+        """Wait for the algorithm's running evaluation (heartbeats go on; a stop signal ends
+        the wait) and record it."""
+        while self.algo.evaluation_running and not self.stop.requested:
             self._heartbeat()
-            ready, _ = ray.wait([ref], timeout=HEARTBEAT_WHILE_WAITING_S)
-        if not ready:
-            return
-        self._pending_eval = None
-        result: EvalResult = ray.get(ref)
+            evaluation = self.algo.poll_evaluation(timeout_s=HEARTBEAT_WHILE_WAITING_S)
+            if evaluation is not None:
+                self._record_evaluation(evaluation)
+
+    def _record_evaluation(self, evaluation: Evaluation) -> None:
+        """An evaluation to evaluations.jsonl, the registry, the console, Prometheus and
+        TensorBoard; its weights become checkpoints/best when they scored best."""
+        steps, result = evaluation.env_steps, evaluation.result
         record = {
             "env_steps": steps,
             "attempt": self.attempt,
             "time": time.time(),
             "game": self.cfg.game or self.cfg.env,
             "seed": self.cfg.seed,
-            "eval_seed": self.eval_config().seed,
-            "eval_epsilon": self.cfg.eval_epsilon,
+            "eval_seed": evaluation.protocol.seed,
+            "eval_epsilon": evaluation.protocol.epsilon,
             **result.to_dict(),
         }
         self.evaluations.append(record)
@@ -575,7 +523,7 @@ class Trainer:
         self.progress["evaluations"] = self.evaluations
         with self.paths.evaluations.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        self._record(lambda r: r.record_evaluation(self.cfg.run_id or "", record))
+        self.recorder.evaluation(record)
         self.out(
             f"[{self.cfg.run_id}] evaluation at {steps:,} steps: mean {result.mean:.2f} "
             f"± {result.std:.2f}, max {result.max:.1f} over {result.num_episodes} episodes"
@@ -586,7 +534,7 @@ class Trainer:
             self.tensorboard.write_evaluation(steps, result.mean, result.max)
         if result.mean > self.best_return:
             self.best_return = result.mean
-            self._save_model_only(self.paths.best, state, steps)
+            self._save_model_only(self.paths.best, evaluation.weights, steps)
 
     # --- checkpoints -----------------------------------------------------------------------
 
@@ -622,11 +570,7 @@ class Trainer:
         if path == self.paths.latest:
             self.checkpoints.saved(self.env_steps)
             self._latest_checkpoint = (str(path.resolve()), self.env_steps)
-            self._record(
-                lambda r: r.record_checkpoint(
-                    self.cfg.run_id or "", CheckpointKind.LATEST, path.resolve(), self.env_steps
-                )
-            )
+            self.recorder.checkpoint(CheckpointKind.LATEST, path.resolve(), self.env_steps)
         exporter = self.observer.exporter if self.observer is not None else None
         if exporter is not None:
             exporter.checkpoint_written()
@@ -644,11 +588,7 @@ class Trainer:
             ),
         )
         self._best_checkpoint = (str(path.resolve()), steps)
-        self._record(
-            lambda r: r.record_checkpoint(
-                self.cfg.run_id or "", CheckpointKind.BEST, path.resolve(), steps, self.best_return
-            )
-        )
+        self.recorder.checkpoint(CheckpointKind.BEST, path.resolve(), steps, self.best_return)
 
     def _restore(self, ckpt: Path) -> None:
         if self.is_new_stack:
@@ -657,6 +597,7 @@ class Trainer:
             self.algo._publish_weights()
         else:
             self.algo.load_checkpoint(str((ckpt / ALGORITHM_DIR).resolve()))
+        self.algo.restart_evaluation_schedule()  # due at the next multiple of eval_interval
 
     # --- run registry ----------------------------------------------------------------------
 
@@ -686,39 +627,14 @@ class Trainer:
             pid=os.getpid(),
         )
 
-    def _write_whole_record(self, registry: RunRegistry) -> None:
-        registry.start_run(self._run_record())
-        registry.put_evaluations(self.cfg.run_id or "", self._all_evaluations)
-
     def _heartbeat(self) -> None:
-        self._record(
-            lambda r: r.heartbeat(
-                self.cfg.run_id or "",
-                env_steps=self.env_steps,
-                updates=self.updates,
-                episodes=int(self.progress.get("episodes", 0)),
-                total_steps=self.cfg.total_steps,
-                warning=self._guard_warning,
-            )
+        self.recorder.heartbeat(
+            env_steps=self.env_steps,
+            updates=self.updates,
+            episodes=int(self.progress.get("episodes", 0)),
+            total_steps=self.cfg.total_steps,
+            warning=self._guard_warning,
         )
-
-    def _record(self, write: Callable[[RunRegistry], None], *, now: bool = False) -> None:
-        """Write to the registry. A failure never stops training (the run's files hold it all):
-        one line is printed and the whole record is rewritten once the registry answers.
-        ``now``: try even while backing off (the final status)."""
-        if self._registry_behind and not now and time.time() < self._registry_retry_at:
-            return  # the whole record is rewritten on the next try, this write included
-        try:
-            if self._registry_behind:
-                self._write_whole_record(self.registry)
-                self._registry_behind = False
-                self.out(f"[{self.cfg.run_id}] run registry at {self.registry.where} answers again")
-            write(self.registry)
-        except RegistryError as err:
-            if not self._registry_behind:
-                self.out(f"[{self.cfg.run_id}] warning: {err}; training goes on")
-            self._registry_behind = True
-            self._registry_retry_at = time.time() + self.registry_retry_s
 
 
 def save_algorithm_checkpoint(algo: Any, path: Path) -> None:

@@ -22,7 +22,7 @@ from dsqn_rllib.snn.networks import ModelKind
         (["train", "--game", "space_invader"], "closest: space_invaders"),
         (
             ["train", "--env", "CartPol-v1"],
-            "unknown Gymnasium env 'CartPol-v1'; closest: CartPole-v1",
+            "unknown env 'CartPol-v1': not a Gymnasium id (closest Gymnasium ids: CartPole-v1",
         ),
         (["train", "--T", "0"], "T (simulation steps) must be an integer >= 1"),
         (["train", "--T", "eight"], "--T expects int, got 'eight'"),

@@ -30,7 +30,7 @@ def test_only_the_rllib_package_imports_rllib() -> None:
         (["dsqn_rllib.snn.networks", "dsqn_rllib.snn.energy", "dsqn_rllib.snn.spike_init"], "ray"),
         (["dsqn_rllib.envs.atari", "dsqn_rllib.evaluation.protocol"], "ray"),
         (["dsqn_rllib.replay.frame_replay"], "torch"),
-        (["dsqn_rllib.ops.registry"], "ray"),
+        (["dsqn_rllib.ops.registry", "dsqn_rllib.ops.recorder"], "ray"),
     ],
 )
 def test_a_layer_does_not_pull_in_what_it_must_not_know(modules: list[str], absent: str) -> None:

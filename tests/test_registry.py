@@ -514,15 +514,15 @@ def test_training_goes_on_when_the_registry_is_down_and_catches_up_after(
     lines: list[str] = []
     cfg = TrainConfig(env="CartPole-v1", run_dir=str(tmp_path), run_id="flaky", total_steps=900)
     trainer = Trainer(cfg, registry=reg, out=lines.append)
-    trainer.registry_retry_s = 0.0  # retry at every write (30 s apart in a real run)
-    trainer._record(trainer._write_whole_record)
+    trainer.recorder.retry_s = 0.0  # retry at every write (30 s apart in a real run)
+    trainer.recorder.start()
     reg.down = True
     trainer.progress["env_steps"] = 500
     trainer._heartbeat()
     trainer.progress["env_steps"] = 600
     evaluation_600 = evaluation(600, 42.0)
-    trainer._all_evaluations.append(evaluation_600)  # what _collect_evaluation does
-    trainer._record(lambda r: r.record_evaluation("flaky", evaluation_600))
+    trainer._all_evaluations.append(evaluation_600)  # what _record_evaluation does
+    trainer.recorder.evaluation(evaluation_600)
     trainer._heartbeat()
     assert [line for line in lines if "warning" in line] == [
         "[flaky] warning: cannot reach the run registry at test: Connection refused; "

@@ -3,6 +3,7 @@ Ray starts, standard result keys, checkpoints that keep counting, a Tune grid.""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -105,6 +106,7 @@ def test_the_cli_config_is_a_view_of_dsqn_config() -> None:
         game="breakout", lr=1e-4, gamma=0.97, train_batch_size=64, train_every=2, n_step=3,
         buffer_size=5_000, learning_starts=700, target_update_period=300, epsilon_start=0.9,
         epsilon_end=0.02, epsilon_decay_steps=1_000, double_q=True, loss="huber",
+        eval_interval=5_000, eval_episodes=7, eval_epsilon=0.01,
     ).with_spiking(T=4, readout="last-mem").validate()  # fmt: skip
     config = build_algorithm_config(cfg)
     assert isinstance(config, DSQNConfig) and config.game == "breakout"
@@ -114,6 +116,9 @@ def test_the_cli_config_is_a_view_of_dsqn_config() -> None:
     assert config.epsilon_at(0) == 0.9 and config.epsilon_at(1_000) == pytest.approx(0.02)
     assert config.double_q and config.td_error_loss_fn == "huber"
     assert config.spiking.T == 4 and config.spiking.readout.value == "last-mem"
+    # The paper's protocol every 5,000 env steps, 7 games at ε 0.01, beside training.
+    assert (config.evaluation_interval_env_steps, config.evaluation_duration) == (5_000, 7)
+    assert config.eval_epsilon == 0.01 and config.evaluation_parallel_to_training
 
 
 @pytest.fixture
@@ -193,6 +198,41 @@ def test_standard_keys_evaluation_and_a_checkpoint_that_keeps_counting(
         assert again["dsqn"]["epsilon"] < 1.0  # ε continues from the step count, not 1.0
     finally:
         restored.stop()
+
+
+def test_evaluation_every_n_env_steps_runs_beside_training(local_ray: object) -> None:
+    """``evaluation_parallel_to_training``: the paper's protocol runs in a Ray task (on a CPU
+    the trial reserves) on the weights of the step it was due at; training goes on, and a
+    later iteration reports it with RLlib's keys."""
+    config = _cartpole().evaluation(
+        evaluation_interval=None,
+        evaluation_interval_env_steps=300,
+        evaluation_duration=50,
+        evaluation_parallel_to_training=True,
+    )
+    config.validate()
+    algo_class = config.algo_class
+    assert algo_class.default_resource_request(config).bundles[-1] == {"CPU": 1.0}
+    serial = _cartpole().evaluation(evaluation_interval=None, evaluation_interval_env_steps=300)
+    assert {"CPU": 1.0} not in algo_class.default_resource_request(serial).bundles[1:]
+    algo = config.build_algo()
+    try:
+        reported: list[tuple[int, dict]] = []
+        for _ in range(60):
+            result = algo.train()
+            if "evaluation" in result:
+                reported.append((result["dsqn"]["env_steps"], result["evaluation"]["env_runners"]))
+            if len(reported) == 2:
+                break
+        assert len(reported) == 2, reported
+        (first_seen, first), (_, second) = reported
+        assert 300 <= first["env_steps_at_evaluation"] < first_seen  # trained on meanwhile
+        assert second["env_steps_at_evaluation"] >= 600  # the next multiple of the interval
+        assert first["num_episodes"] == len(first["episode_returns"]) == 50
+        assert first["episode_return_mean"] == pytest.approx(sum(first["episode_returns"]) / 50)
+        assert algo.last_evaluation is not None and algo.last_evaluation.weights
+    finally:
+        algo.stop()
 
 
 @pytest.mark.slow
@@ -307,3 +347,31 @@ def test_the_run_observer_keeps_registry_metrics_and_guard_without_our_driver(
     finally:
         algo.stop()
     assert registry.get_run("observed").status == RunStatus.FINISHED.value
+
+
+def test_the_cli_config_holds_dsqn_configs_defaults_and_checks() -> None:
+    """``TrainConfig`` (``dsqn train``'s flags) holds DSQNConfig's defaults, and its checks
+    are DSQNConfig's (``validate_dsqn``), in the CLI's words."""
+    from dsqn_rllib.config import CLI_NAMES
+    from dsqn_rllib.rllib.builder import to_dsqn_config
+
+    view, paper = to_dsqn_config(TrainConfig().validate()), DSQNConfig()
+    for name in (
+        "env", "lr", "adam_epsilon", "gamma", "train_batch_size", "target_network_update_freq",
+        "num_steps_sampled_before_learning_starts", "epsilon", "td_error_loss_fn", "grad_clip",
+        "double_q", "n_step", "replay_buffer_config", "train_every", "sticky_actions",
+        "max_episode_frames", "silent_layer_patience", "learner_device", "num_env_runners",
+        "num_envs_per_env_runner", "evaluation_duration", "eval_epsilon", "network",
+    ):  # fmt: skip
+        assert getattr(view, name) == getattr(paper, name), name
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(CLI_NAMES.values()) <= fields
+    bad = {
+        "learning_starts": -1, "target_update_period": 0, "buffer_size": 1, "envs_per_runner": 0,
+        "eval_epsilon": 2.0, "eval_interval": -1, "eval_episodes": 0, "loss": "l1",
+        "adam_eps": 0.0, "lr": -1.0, "n_step": 0, "hidden_sizes": (0,), "model": "snn",
+    }  # fmt: skip
+    for name, value in bad.items():
+        with pytest.raises(ConfigError) as err:
+            TrainConfig(env="CartPole-v1", **{name: value}).validate()
+        assert str(err.value).startswith(f"{name} must be "), (name, str(err.value))

@@ -511,8 +511,16 @@ def resolve_env(env: Any) -> tuple[str | None, str | None]:
             f"env must be an Atari game (pong, ale_py:ALE/Pong-v5) or a Gymnasium id, got {env!r}"
         )
     name = env.removeprefix("ale_py:")
-    is_ale_id = name.startswith("ALE/") or name.endswith("NoFrameskip-v4")
-    if not is_ale_id and name in gym.registry:
+    spec = gym.registry.get(name)
+    # ale-py's own Gymnasium ids (PongNoFrameskip-v4, Pong-v4, ...) are the game with the
+    # paper's preprocessing, never an MLP on raw pixels.
+    is_ale_id = (
+        name != env
+        or name.startswith("ALE/")
+        or name.endswith("NoFrameskip-v4")
+        or (spec is not None and str(spec.entry_point).startswith("ale_py"))
+    )
+    if not is_ale_id and spec is not None:
         return None, name
     try:
         return resolve_game(name), None

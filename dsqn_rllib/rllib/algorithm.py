@@ -38,7 +38,6 @@ import numpy as np
 import ray
 import torch
 from ray.rllib.algorithms.dqn import DQN
-from ray.rllib.callbacks.utils import make_callback
 from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
@@ -55,12 +54,19 @@ from ray.rllib.utils.metrics import (
     NUM_EPISODES_LIFETIME,
 )
 
-from dsqn_rllib.evaluation.protocol import EvalConfig, evaluate
+from dsqn_rllib.evaluation.protocol import EvalConfig
 from dsqn_rllib.replay.frame_replay import FrameReplayBuffer
 from dsqn_rllib.rllib.config import DSQNConfig
 from dsqn_rllib.rllib.env_runner import SampleChunk
 from dsqn_rllib.rllib.learner import NONFINITE_SKIPS
-from dsqn_rllib.snn.networks import QNetwork, build_q_network
+from dsqn_rllib.rllib.paper_evaluation import (
+    EVAL_SEED_OFFSET,
+    EvaluationSettings,
+    PaperEvaluation,
+    QNetworkSpec,
+    paper_protocol_evaluation,
+)
+from dsqn_rllib.snn.networks import QNetwork
 
 SAMPLE_TAG = "dsqn_sample"
 # The result key under which an iteration's pipeline and spiking extras are reported (counters,
@@ -102,21 +108,14 @@ class PipelineStats:
     new_episode_returns: list[float] = field(default_factory=list)
 
 
-class PipelinedDQN(DQN):
+class PipelinedDQN(PaperEvaluation, DQN):
     """DQN whose ``training_step`` streams chunks from ``VectorEnvRunner``s into a frame
-    replay and updates the learner at the configured replay ratio."""
+    replay and updates the learner at the configured replay ratio; evaluated with the paper's
+    protocol, overlapped with training where configured (``PaperEvaluation``)."""
 
     # We own the replay: RLlib's local buffer (and its 2.60 setup bug) is never created.
     def _create_local_replay_buffer_if_necessary(self, config: Any) -> None:
         return None
-
-    # The paper's protocol (``paper_protocol_evaluation``) runs its own envs: no evaluation
-    # EnvRunnerGroup (it would build a second set of training envs for nothing).
-    @classmethod
-    def _should_create_evaluation_env_runners(cls, eval_config: Any) -> bool:
-        if eval_config.custom_evaluation_function is paper_protocol_evaluation:
-            return False
-        return super()._should_create_evaluation_env_runners(eval_config)
 
     config: DSQNConfig
 
@@ -162,9 +161,8 @@ class PipelinedDQN(DQN):
                 lambda learner: _describe(learner.module[DEFAULT_MODULE_ID].net)
             )
         ]
-        # The paper-protocol evaluation last run (returns of every episode included).
-        self.last_evaluation: dict[str, Any] | None = None
         self._publish_weights()
+        self.setup_paper_evaluation()
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -443,6 +441,7 @@ class PipelinedDQN(DQN):
         learners.setdefault("__all_modules__", {})[NUM_ENV_STEPS_TRAINED_LIFETIME] = (
             report["updates"] * self.config.train_batch_size
         )
+        self.paper_evaluation_step(result)
         return result
 
     def pipeline_report(self) -> dict[str, Any]:
@@ -501,33 +500,6 @@ class PipelinedDQN(DQN):
                 if hasattr(callback, "on_algorithm_stop"):
                     callback.on_algorithm_stop(algorithm=self)
 
-    # --- evaluation -------------------------------------------------------------------------
-
-    def evaluate(self, parallel_train_future: Any = None) -> dict:
-        """With the paper's protocol configured, run it and return its results as they are
-        (RLlib's new-stack ``evaluate`` would read them back from its metrics logger, where
-        a custom function's results never arrive); any other evaluation is RLlib's."""
-        if self.config.custom_evaluation_function is not paper_protocol_evaluation:
-            return super().evaluate(parallel_train_future)
-        make_callback(
-            "on_evaluate_start",
-            callbacks_objects=self.callbacks,
-            callbacks_functions=self.config.callbacks_on_evaluate_start,
-            kwargs={"algorithm": self, "metrics_logger": self.metrics},
-        )
-        results, _, _ = paper_protocol_evaluation(self, None)
-        make_callback(
-            "on_evaluate_end",
-            callbacks_objects=self.callbacks,
-            callbacks_functions=self.config.callbacks_on_evaluate_end,
-            kwargs={
-                "algorithm": self,
-                "metrics_logger": self.metrics,
-                "evaluation_metrics": results,
-            },
-        )
-        return results
-
     # --- checkpoint state -----------------------------------------------------------------
 
     def get_state(self, components: Any = None, *, not_components: Any = None, **kwargs: Any):
@@ -541,6 +513,7 @@ class PipelinedDQN(DQN):
         if PIPELINE_STATE in state:
             self.set_pipeline_state(state[PIPELINE_STATE])
             self._publish_weights()  # the runners act with the restored network
+            self.restart_evaluation_schedule()
 
     def get_pipeline_state(self) -> dict[str, Any]:
         """Lifetime counters (what a restored run continues from). The replay is not saved:
@@ -579,51 +552,42 @@ class PipelinedDQN(DQN):
         self._learning_start_step = s.env_steps + self.config.warmup_steps
         self._updates_at_start = s.updates
 
-    # --- the paper's evaluation protocol --------------------------------------------------
+    # --- what the paper's evaluation reads (PaperEvaluation) ------------------------------
+
+    def q_network_spec(self) -> QNetworkSpec:
+        obs_space, act_space = self.spaces[DEFAULT_MODULE_ID]
+        cfg = self.config
+        return QNetworkSpec(
+            cfg.model_kind, tuple(obs_space.shape), int(act_space.n), cfg.net_options()
+        )
+
+    def online_weights(self) -> dict[str, torch.Tensor]:
+        return online_state_dict(self)
+
+    def sampled_env_steps(self) -> int:
+        return self.stats.env_steps
+
+    def evaluation_settings(self) -> EvaluationSettings | None:
+        cfg = self.config
+        if cfg.custom_evaluation_function is not paper_protocol_evaluation:
+            return None
+        episodes = int(cfg.evaluation_duration) if cfg.evaluation_duration != "auto" else 30
+        return EvaluationSettings(
+            env=cfg.game or cfg.env,
+            protocol=EvalConfig(
+                episodes=episodes,
+                epsilon=cfg.eval_epsilon,
+                seed=(cfg.seed or 0) + EVAL_SEED_OFFSET,
+                max_episode_frames=cfg.max_episode_frames,
+            ),
+            interval_env_steps=cfg.evaluation_interval_env_steps,
+            interval_iterations=cfg.evaluation_interval,
+            in_parallel=bool(cfg.evaluation_parallel_to_training),
+        )
 
     def online_network(self) -> QNetwork:
         """A CPU copy of the learner's online Q-network."""
-        obs_space, act_space = self.spaces[DEFAULT_MODULE_ID]
-        cfg = self.config
-        net = build_q_network(
-            cfg.model_kind, tuple(obs_space.shape), int(act_space.n), **cfg.net_options()
-        )
-        net.load_state_dict(online_state_dict(self))
-        return net.eval()
-
-
-def paper_protocol_evaluation(algo: PipelinedDQN, eval_env_runner_group: Any) -> tuple:
-    """RLlib's ``custom_evaluation_function`` for ``PipelinedDQN``: the paper's protocol
-    (Mnih et al. 2015; Chen et al. 2022) on the learner's current weights: ``evaluation_
-    duration`` whole games at ε = ``evaluation_config["explore_epsilon"]`` (0.05), up to 30
-    no-op starts, no life loss, unclipped rewards, 108k-frame cap. Returns RLlib's
-    ``(results, env_steps, agent_steps)``; results carry the standard episode keys."""
-    cfg = algo.config
-    episodes = int(cfg.evaluation_duration) if cfg.evaluation_duration != "auto" else 30
-    eval_cfg = EvalConfig(
-        episodes=episodes,
-        epsilon=cfg.eval_epsilon,
-        seed=(cfg.seed or 0) + 1_000_003,
-        max_episode_frames=cfg.max_episode_frames,
-    )
-    net = algo.online_network()
-    with torch.inference_mode():
-        result = evaluate(net, cfg.game or cfg.env, eval_cfg)
-    steps = int(sum(result.lengths))
-    results = {
-        EPISODE_RETURN_MEAN: result.mean,
-        EPISODE_RETURN_MAX: result.max,
-        EPISODE_RETURN_MIN: result.min,
-        EPISODE_LEN_MEAN: steps / max(1, result.num_episodes),
-        NUM_EPISODES: result.num_episodes,
-        "episode_return_std": result.std,
-        "eval_epsilon": eval_cfg.epsilon,
-        "eval_seed": eval_cfg.seed,
-        "env_steps_at_evaluation": algo.stats.env_steps,
-    }
-    algo.last_evaluation = {**results, "episode_returns": list(result.returns)}
-    results = {ENV_RUNNER_RESULTS: algo.last_evaluation}
-    return results, steps, steps
+        return self.q_network_spec().build(self.online_weights())
 
 
 def _describe(net: QNetwork) -> dict[str, Any]:

@@ -56,7 +56,6 @@ def to_dsqn_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DSQNC
         .environment(cfg.game or cfg.env)
         .env_runners(
             num_env_runners=cfg.num_env_runners,
-            num_envs_per_env_runner=cfg.envs_per_runner,
             # 0 runners: the learner's process samples (PipelinedDQN takes turns).
             create_local_env_runner=cfg.num_env_runners == 0,
         )
@@ -83,15 +82,25 @@ def to_dsqn_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DSQNC
             learner_device=cfg.learner_device,
             env_steps_limit=cfg.total_steps,
         )
+        .evaluation(
+            # The paper's protocol every eval_interval env steps, beside training (0: none).
+            evaluation_interval_env_steps=cfg.eval_interval,
+            evaluation_duration=cfg.eval_episodes,
+            evaluation_config={"explore_epsilon": cfg.eval_epsilon},
+            evaluation_parallel_to_training=True,
+        )
         .reporting(min_time_s_per_iteration=iteration_seconds)
         .debugging(seed=cfg.seed)
         .observability(
             run_id=cfg.run_id, metrics_port=cfg.metrics_port, metrics_host=cfg.metrics_host
         )
     )
+    # (Set, not passed to env_runners(), which raises its own ValueError at 0: the check and
+    # its line are validate_dsqn's.)
+    config.num_envs_per_env_runner = cfg.envs_per_runner
     if cfg.epsilon_decay_steps == 0:
         config.epsilon = [(0, cfg.epsilon_end), (1, cfg.epsilon_end)]
+    config.validate_dsqn()
     # The driver (dsqn_rllib.run.Trainer) keeps the registry itself.
     config.callbacks(partial(RunObserver, _driver_settings(config)))
-    config.validate_dsqn()
     return config

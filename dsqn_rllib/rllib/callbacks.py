@@ -24,6 +24,7 @@ stops training: one logged line, training goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -36,6 +37,7 @@ from typing import Any
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
+from dsqn_rllib.ops.recorder import RunRecorder
 from dsqn_rllib.ops.registry import (
     RegistryConfig,
     RegistryError,
@@ -126,7 +128,10 @@ class RunObserver(RLlibCallback):
         """Where the observer's lines go (a driver sets its console)."""
         self.run_id = ""
         self.guard: SilentLayerGuard | None = None
-        self.registry: RunRegistry | None = None
+        self.recorder: RunRecorder | None = None
+        """The run's registry writes (``ops.recorder``: backoff, catch-up, outbox)."""
+        self.record: RunRecord | None = None
+        self.evaluations: list[dict[str, Any]] = []
         self.exporter: Any = None
         self.scrape_target: Any = None
         self.tensorboard: TensorBoardSink | None = None
@@ -195,6 +200,8 @@ class RunObserver(RLlibCallback):
         self.start(algorithm)
         for line in self.guard.observe(int(report["updates"]), report.get("firing_rates") or {}):
             self.say(f"[{self.run_id}] warning: {line}")
+        if report.get("note"):  # e.g. an evaluation that waits for the running one
+            self.say(f"[{self.run_id}] {report['note']}")
         report["silent_layers"] = sorted(self.guard.dead_layers)
         report["warning"] = self.guard.warning
         rates = report.get("firing_rates") or {}
@@ -218,16 +225,10 @@ class RunObserver(RLlibCallback):
                 self.record_evaluation(
                     evaluation["episode_return_mean"], evaluation["episode_return_max"]
                 )
-        self._write(
-            lambda r: r.heartbeat(
-                self.run_id,
-                env_steps=report["env_steps"],
-                updates=report["updates"],
-                episodes=report["episodes"],
-                total_steps=0,
-                warning=self.guard.warning if self.guard else None,
-            )
-        )
+        if self.recorder is not None and self.record is not None:
+            progress = {k: int(report[k]) for k in ("env_steps", "updates", "episodes")}
+            self.record = dataclasses.replace(self.record, heartbeat_at=time.time(), **progress)
+            self.recorder.heartbeat(**progress, total_steps=0, warning=self.guard.warning)
 
     def record_evaluation(self, mean: float, best: float) -> None:
         """An evaluation's mean and max return to Prometheus (a driver's own evaluations too)."""
@@ -254,7 +255,9 @@ class RunObserver(RLlibCallback):
             "min": result["episode_return_min"],
             "returns": list(result["episode_returns"]),
         }
-        self._write(lambda r: r.record_evaluation(self.run_id, record))
+        if self.recorder is not None:
+            self.evaluations.append(record)
+            self.recorder.evaluation(record)
         if self.tensorboard is not None:
             self.tensorboard.write_evaluation(record["env_steps"], record["mean"], record["max"])
 
@@ -272,7 +275,7 @@ class RunObserver(RLlibCallback):
         settings = self.settings
         assert settings is not None
         try:
-            self.registry = open_registry(
+            registry = open_registry(
                 RegistryConfig.resolve(
                     settings.registry_url, settings.registry_prefix, run_root=settings.run_root
                 )
@@ -282,7 +285,7 @@ class RunObserver(RLlibCallback):
             return
         logdir = getattr(algorithm, "logdir", "") or ""
         now = time.time()
-        record = RunRecord(
+        self.record = RunRecord(
             run_id=self.run_id,
             run_dir=str(logdir),
             env=settings.env_label,
@@ -293,27 +296,33 @@ class RunObserver(RLlibCallback):
             host=this_host(),
             pid=os.getpid(),
         )
+        self.recorder = RunRecorder(
+            registry, lambda: self.record, lambda: self.evaluations, self.say
+        )
         if self.restored_at is not None:  # Tune restored the trial after a lost driver
-            self._write(lambda r: self._reconcile_restored(r, record))
-        self._write(lambda r: r.start_run(record))
+            self.recorder.write(self._reconcile_restored)
+        self.recorder.start()
 
-    def _reconcile_restored(self, registry: RunRegistry, record: RunRecord) -> None:
+    def _reconcile_restored(self, registry: RunRegistry) -> None:
         """The restored trial is the next attempt of its run; evaluations the lost attempt made
         past the checkpoint are marked superseded (weights this attempt never had)."""
-        assert self.restored_at is not None
-        previous = registry.get_run(record.run_id)
-        self.attempt = record.attempt = (previous.attempt + 1) if previous else 1
+        assert self.restored_at is not None and self.record is not None
+        previous = registry.get_run(self.record.run_id)
+        self.attempt = self.record.attempt = (previous.attempt + 1) if previous else 1
         if previous is not None:
-            record.started_at = previous.started_at
-        every, _ = reconcile_evaluations(
-            registry.evaluations(record.run_id), self.restored_at, self.attempt
+            self.record.started_at = previous.started_at
+        self.evaluations, _ = reconcile_evaluations(
+            registry.evaluations(self.record.run_id), self.restored_at, self.attempt
         )
-        registry.put_evaluations(record.run_id, every)
 
     def on_algorithm_stop(self, *, algorithm: Any, **kwargs: Any) -> None:
         """Called by ``PipelinedDQN.cleanup`` (RLlibCallback has no stop hook)."""
-        if self.run_id:
-            self._write(lambda r: r.finish(self.run_id, RunStatus.FINISHED))
+        if self.recorder is not None:
+            kept = self.recorder.finish(RunStatus.FINISHED)
+            if kept is not None:
+                self.say(
+                    f"[{self.run_id}] the run registry is unreachable: the record waits in {kept}"
+                )
         if self.scrape_target is not None and self.exporter is not None:
             # A trial found by file may end before its Prometheus has scraped it once (file_sd
             # passes new targets on every 5 s): its endpoint stays for one scrape of the final
@@ -331,14 +340,6 @@ class RunObserver(RLlibCallback):
         if self.exporter is not None:
             self.exporter.close()
             self.exporter = None
-
-    def _write(self, write: Any) -> None:
-        if self.registry is None:
-            return
-        try:
-            write(self.registry)
-        except RegistryError as err:
-            self.say(f"[{self.run_id}] warning: run registry: {err}; training goes on")
 
 
 def observer_of(algorithm: Any) -> RunObserver | None:

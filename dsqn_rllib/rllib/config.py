@@ -26,8 +26,11 @@ Where each option lives:
   ``readout``, ``tau``, ``v_threshold``, ``v_reset``, ``surrogate``, ...).
 * ``pipeline(...)``: what DQNConfig has no field for (the replay ratio, Atari protocol options,
   the silent-layer guard).
-* ``evaluation(evaluation_interval=k)``: the paper's protocol (``evaluation_duration`` episodes
-  at ε = ``evaluation_config["explore_epsilon"]``, default 0.05) every k iterations.
+* ``evaluation(evaluation_interval=k)`` or ``evaluation(evaluation_interval_env_steps=n)``: the
+  paper's protocol (``evaluation_duration`` episodes at ε =
+  ``evaluation_config["explore_epsilon"]``, default 0.05) every k iterations or n env steps;
+  with ``evaluation_parallel_to_training=True`` in a Ray task beside training
+  (``dsqn_rllib.rllib.paper_evaluation``).
 
 ``validate()`` runs before any actor starts and raises ``ConfigError``: one line naming the
 option, its value and what is allowed.
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from enum import Enum
 from typing import Any
 
 from ray.rllib.algorithms.dqn import DQNConfig
@@ -59,20 +63,24 @@ def network_options(
     spike_init_rate: float = DEFAULT_TARGET_RATE,
     precision: Precision = Precision.FP32,
 ) -> dict[str, Any]:
-    """The network's options as ``rl_module(model_config=...)`` takes them (plain values)."""
+    """The network's options as ``rl_module(model_config=...)`` takes them (plain values;
+    ``DSQNConfig.validate`` checks them, so a bad one is its one line, not an enum's error)."""
     spiking = spiking or SpikingConfig()
     return {
-        "model": ModelKind(model).value,
+        "model": _plain_value(model),
         **{
-            f.name: (v.value if hasattr(v, "value") else v)
+            f.name: _plain_value(getattr(spiking, f.name))
             for f in dataclasses.fields(SpikingConfig)
-            for v in [getattr(spiking, f.name)]
         },
-        "hidden_sizes": tuple(hidden_sizes),
-        "spike_init": SpikeInit(spike_init).value,
+        "hidden_sizes": tuple(hidden_sizes) if isinstance(hidden_sizes, list) else hidden_sizes,
+        "spike_init": _plain_value(spike_init),
         "spike_init_rate": spike_init_rate,
-        "precision": Precision(precision).value,
+        "precision": _plain_value(precision),
     }
+
+
+def _plain_value(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
 
 
 NETWORK_DEFAULTS: dict[str, Any] = network_options()
@@ -167,9 +175,13 @@ class DSQNConfig(DQNConfig):
         self.min_time_s_per_iteration = 2.0
         self.min_sample_timesteps_per_iteration = 0
         self.min_train_timesteps_per_iteration = 0
-        # Evaluation: the paper's protocol when evaluation_interval is set.
-        from dsqn_rllib.rllib.algorithm import paper_protocol_evaluation
+        # Evaluation: the paper's protocol (dsqn_rllib.rllib.paper_evaluation) when an
+        # interval is set, in iterations (evaluation_interval) or in env steps:
+        from dsqn_rllib.rllib.paper_evaluation import paper_protocol_evaluation
 
+        self.evaluation_interval_env_steps: int | None = None
+        """Evaluate each time this many env steps have passed (the paper: 250k), instead of
+        every ``evaluation_interval`` iterations (an iteration is wall time)."""
         self.custom_evaluation_function = paper_protocol_evaluation
         self.evaluation_duration = 30
         self.evaluation_duration_unit = "episodes"
@@ -206,6 +218,17 @@ class DSQNConfig(DQNConfig):
             self.num_gpus_per_learner = 1 if self.learner_uses_gpu else 0
         if env_steps_limit is not None:
             self.env_steps_limit = env_steps_limit
+        return self
+
+    def evaluation(
+        self, *, evaluation_interval_env_steps: int | None = None, **kwargs: Any
+    ) -> DSQNConfig:
+        """RLlib's ``evaluation()`` (``evaluation_interval``, ``evaluation_duration``,
+        ``evaluation_parallel_to_training``: overlapped with training in a Ray task,
+        ``evaluation_config={"explore_epsilon": ...}``), plus ``evaluation_interval_env_steps``."""
+        super().evaluation(**kwargs)
+        if evaluation_interval_env_steps is not None:
+            self.evaluation_interval_env_steps = evaluation_interval_env_steps
         return self
 
     def observability(
@@ -316,6 +339,14 @@ class DSQNConfig(DQNConfig):
             },
         }
 
+    def _validate_evaluation_settings(self) -> None:
+        from dsqn_rllib.rllib.paper_evaluation import paper_protocol_evaluation
+
+        # The paper's protocol runs its own envs, in parallel as a Ray task: RLlib's rules for
+        # evaluation EnvRunners (parallel needs some) do not apply to it.
+        if self.custom_evaluation_function is not paper_protocol_evaluation:
+            super()._validate_evaluation_settings()
+
     def validate(self) -> None:
         """RLlib's checks, then ours: each a one-line ``ConfigError``."""
         self.validate_dsqn()
@@ -349,8 +380,15 @@ class DSQNConfig(DQNConfig):
             ) from None
         if spike_init is SpikeInit.THRESHOLD_AWARE and (kind is not ModelKind.DSQN or not game):
             raise ConfigError("spike_init threshold-aware applies to a DSQN on an Atari game")
+        check_number("spike_init_rate", net["spike_init_rate"], 0.0, 1.0, low_open=True)
+        if net["spike_init_rate"] >= 1.0:
+            raise ConfigError(f"spike_init_rate must be < 1, got {net['spike_init_rate']!r}")
         hidden = net["hidden_sizes"]
-        if not hidden or not all(is_int(h) and h >= 1 for h in hidden):
+        if (
+            not isinstance(hidden, (tuple, list))
+            or not hidden
+            or not all(is_int(h) and h >= 1 for h in hidden)
+        ):
             raise ConfigError(f"hidden_sizes must be positive integers, got {hidden!r}")
         if self.dueling:
             raise ConfigError(
@@ -382,7 +420,12 @@ class DSQNConfig(DQNConfig):
         if self.grad_clip is not None:
             check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
         check_number("gamma", self.gamma, low=0.0, high=1.0)
-        check_number("eval epsilon", self.eval_epsilon, low=0.0, high=1.0)
+        check_number("evaluation_config['explore_epsilon']", self.eval_epsilon, 0.0, 1.0)
+        if self.evaluation_duration != "auto":
+            check_int("evaluation_duration", self.evaluation_duration, 1)
+        for name in ("evaluation_interval_env_steps", "env_steps_limit"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 0 if name.startswith("evaluation") else 1)
         counts = ("train_batch_size", "train_every", "target_network_update_freq", "n_step")
         for name in counts:
             check_int(name, getattr(self, name), 1)

@@ -30,14 +30,23 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
+import torch
 from ray.rllib.algorithms.dqn import DQN, DQNConfig
 from ray.rllib.algorithms.dqn.dqn_torch_model import DQNTorchModel
 from ray.rllib.models import ModelCatalog
 from ray.rllib.utils.from_config import from_config
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED
 from ray.rllib.utils.replay_buffers import ReplayBuffer
 from ray.tune.registry import register_env
 
+from dsqn_rllib.evaluation.protocol import EvalConfig
 from dsqn_rllib.rllib.callbacks import RunObserver
+from dsqn_rllib.rllib.paper_evaluation import (
+    EVAL_SEED_OFFSET,
+    EvaluationSettings,
+    PaperEvaluation,
+    QNetworkSpec,
+)
 from dsqn_rllib.rllib.rl_module import check_plain_q_head
 from dsqn_rllib.snn.networks import ModelKind, QNetwork, build_q_network
 
@@ -60,8 +69,14 @@ _DQN_HEAD_KEYWORDS = (
 )
 
 
-class OldStackDQN(DQN):
-    """RLlib's DQN with the one setup method that crashes in Ray 2.60 replaced."""
+class OldStackDQN(PaperEvaluation, DQN):
+    """RLlib's DQN with the one setup method that crashes in Ray 2.60 replaced; evaluated
+    with the paper's protocol as ``PipelinedDQN`` is, by the run's ``TrainConfig``
+    (``env_config["train_config"]``: every ``eval_interval`` env steps, beside training)."""
+
+    def setup(self, config: Any) -> None:
+        super().setup(config)
+        self.setup_paper_evaluation()
 
     def _create_local_replay_buffer_if_necessary(self, config: Any) -> ReplayBuffer | None:
         buffer_config = config.get("replay_buffer_config")
@@ -72,7 +87,49 @@ class OldStackDQN(DQN):
     def step(self) -> dict:
         result = super().step()
         result["dsqn"] = old_stack_report(result, self.config)
+        self.paper_evaluation_step(result)
         return result
+
+    # --- what the paper's evaluation reads (PaperEvaluation) ------------------------------
+
+    def _train_config(self) -> TrainConfig:
+        from dsqn_rllib.config import TrainConfig
+
+        return TrainConfig.from_dict(self.config.env_config["train_config"])
+
+    def q_network_spec(self) -> QNetworkSpec:
+        policy = self.get_policy()
+        cfg = self._train_config()
+        return QNetworkSpec(
+            cfg.model,
+            tuple(policy.observation_space.shape),
+            int(policy.action_space.n),
+            cfg.model_options(),
+        )
+
+    def online_weights(self) -> dict[str, torch.Tensor]:
+        net = self.get_policy().model.net
+        return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
+    def sampled_env_steps(self) -> int:
+        return int(self._counters[NUM_ENV_STEPS_SAMPLED])
+
+    def evaluation_settings(self) -> EvaluationSettings | None:
+        train_config = self.config.env_config.get("train_config")
+        if not train_config:  # a user's own old-stack config: RLlib's evaluation
+            return None
+        cfg = self._train_config()
+        return EvaluationSettings(
+            env=cfg.game or cfg.env or "",
+            protocol=EvalConfig(
+                episodes=cfg.eval_episodes,
+                epsilon=cfg.eval_epsilon,
+                seed=cfg.seed + EVAL_SEED_OFFSET,
+                max_episode_frames=cfg.max_episode_frames,
+            ),
+            interval_env_steps=cfg.eval_interval,
+            in_parallel=True,
+        )
 
 
 def old_stack_report(result: dict, config: Any) -> dict[str, Any]:
