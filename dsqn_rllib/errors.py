@@ -21,6 +21,16 @@ def require_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+def first_line(err: BaseException) -> str:
+    """What an error says, in one line: the OS's reason (strerror) where there is one, else the
+    first line of its message, else its type's name."""
+    reason = getattr(err, "strerror", None)
+    if reason:
+        return str(reason)
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def is_int(value: object) -> bool:
     """A Python or numpy integer (gymnasium's ``Discrete.n`` is ``np.int64``), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -1,19 +1,19 @@
-"""The training job: build the RLlib algorithm from a TrainConfig, run it, evaluate, checkpoint.
+"""``dsqn train``'s driver: build the RLlib algorithm from a TrainConfig, run it, keep the run.
 
     trainer = Trainer(TrainConfig(game="pong"))      # or Trainer.resume("runs/<id>")
     summary = trainer.run()
 
-Evaluation is the algorithm's own (``dsqn_rllib.rllib.paper_evaluation``: the paper's protocol
-every ``eval_interval`` env steps, a Ray task on a frozen copy of the weights overlapped with
-training, as under Tune); the driver records each one and keeps the best-evaluated weights as
-``checkpoints/best`` next to ``checkpoints/latest``. On the new API stack ``checkpoints/latest``
-is also an RLlib Algorithm checkpoint (``Algorithm.from_checkpoint``; the layout is in
-``dsqn_rllib.ops.checkpoints``); the old API stack keeps its own layout.
-
-The silent-network guard, energy and the Prometheus endpoint are the algorithm's own
-``RunObserver`` callback (``dsqn_rllib.rllib.callbacks``), the same that a ``tune.Tuner`` trial has;
-the driver sends it its console and its evaluations. The driver keeps the rest: the run directory,
-evaluation and the best checkpoint, checkpoints, stop signals and the registry record.
+What the algorithm does itself, as under ``tune.Tuner``: training (``PipelinedDQN``, or
+``OldStackDQN`` on the old API stack), evaluation (``dsqn_rllib.rllib.paper_evaluation``: the
+paper's protocol every ``eval_interval`` env steps, a Ray task on a frozen copy of the weights
+beside training), and through its ``RunObserver`` callback (``dsqn_rllib.rllib.callbacks``) the
+silent-network guard, energy and the Prometheus endpoint. What this driver adds is the run as
+a person keeps it: the run directory (config, metrics.jsonl, evaluations.jsonl, TensorBoard
+events), ``checkpoints/latest`` (on the new stack also an RLlib Algorithm checkpoint,
+``Algorithm.from_checkpoint``; layout in ``dsqn_rllib.ops.checkpoints``) and
+``checkpoints/best`` (the best-evaluated weights), resuming as the next attempt, stop signals,
+the console and the registry record (written through ``dsqn_rllib.ops.recorder``, as a Tune
+trial's observer writes its own).
 
 The run registry (``dsqn_rllib.ops.registry``: Redis, or a local SQLite file) gets the run's record
 when it starts, a heartbeat with progress every iteration, each checkpoint and evaluation, and
@@ -32,11 +32,9 @@ is removed and the previous checkpoint stays as it was.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import pickle
 import shlex
 import signal
 import time
@@ -49,21 +47,22 @@ import ray
 import torch
 
 from dsqn_rllib.config import ApiStack, TrainConfig
-from dsqn_rllib.errors import ConfigError
+from dsqn_rllib.errors import ConfigError, first_line
 from dsqn_rllib.ops.checkpoints import (
     ALGORITHM_DIR,
     PROGRESS_FILE,
-    RLLIB_CTOR_FILE,
     CheckpointSchedule,
     RunPaths,
     check_resumable,
     learner_state_dir,
     read_checkpoint,
+    read_jsonl,
     write_atomically,
     write_checkpoint_files,
+    write_jsonl_atomically,
 )
 from dsqn_rllib.ops.preflight import preflight
-from dsqn_rllib.ops.progress import Eta
+from dsqn_rllib.ops.progress import Eta, progress_line
 from dsqn_rllib.ops.recorder import RunRecorder
 from dsqn_rllib.ops.registry import (
     DEFAULT_PREFIX,
@@ -227,7 +226,7 @@ class Trainer:
     def _prepare_resume(self, ckpt: Path) -> None:
         """Attempt number, evaluation history and best return from the files and the registry."""
         run_id = self.cfg.run_id or ""
-        logged = _read_jsonl(self.paths.evaluations)
+        logged = read_jsonl(self.paths.evaluations)
         recorded = self.registry.evaluations(run_id)
         record = self.registry.get_run(run_id)
         attempts = [int(self.progress.get("attempt", 0))]
@@ -270,7 +269,7 @@ class Trainer:
         self.paths.root.mkdir(parents=True, exist_ok=True)
         (self.paths.root / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         if self.resume_from is not None:
-            _write_jsonl_atomically(self.paths.evaluations, self._all_evaluations)
+            write_jsonl_atomically(self.paths.evaluations, self._all_evaluations)
         self.recorder.start()
         try:
             self.out(
@@ -359,8 +358,8 @@ class Trainer:
         with self.stop, self.tensorboard:
             try:
                 finished = self._loop(algo)
-                if finished:
-                    self._await_final_scrape()
+                if finished:  # the final evaluation was set moments ago: let a scraper read it
+                    self.observer.hold_for_final_scrape(cfg.metrics_final_scrape_timeout_s)
             finally:
                 algo.stop()  # closes the observer's metrics endpoint
         return TrainSummary(
@@ -454,20 +453,6 @@ class Trainer:
         self.progress["episodes"] = int(report.get("episodes", 0))
         return report
 
-    def _await_final_scrape(self) -> None:
-        """The final evaluation is set moments before the end: let the scraper read it."""
-        exporter = self.observer.exporter if self.observer is not None else None
-        if exporter is None:
-            return
-        values_set_at = time.monotonic()
-        wait_s = exporter.final_scrape_wait_s(self.cfg.metrics_final_scrape_timeout_s)
-        if wait_s <= 0:
-            return
-        self.out(f"[{self.cfg.run_id}] metrics: waiting for a last scrape (at most {wait_s:.1f} s)")
-        # The run is done and saved: Ctrl-C only cuts the wait short.
-        with contextlib.suppress(KeyboardInterrupt):
-            exporter.wait_for_scrape(self.cfg.metrics_final_scrape_timeout_s, values_set_at)
-
     def _log(self, report: dict[str, Any]) -> None:
         self.eta.update(self.env_steps)
         report["eta_s"] = self.eta.seconds_left()
@@ -476,21 +461,17 @@ class Trainer:
         if self.tensorboard is not None:
             self.tensorboard.write(report)
         self._heartbeat()
-        frames = report.get("env_steps_per_s", 0.0) * (4 if self.cfg.is_atari else 1)
-        evaluated = (
-            f" | eval {self.evaluations[-1]['mean']:.1f} (best {self.best_return:.1f})"
-            if self.evaluations
-            else ""
-        )
+        last_eval = self.evaluations[-1]["mean"] if self.evaluations else None
         self.out(
-            f"[{self.cfg.run_id}] step {self.env_steps:,}/{self.cfg.total_steps:,}"
-            f" | {report.get('env_steps_per_s', 0.0):,.0f} steps/s ({frames:,.0f} frames/s)"
-            f" | {report.get('updates_per_s', 0.0):,.1f} updates/s"
-            f" | return {report.get('episode_return_mean', math.nan):.1f}"
-            f" | ε {report.get('epsilon', math.nan):.3f}"
-            f" | loss {report.get('td_loss', math.nan):.4f}"
-            f"{evaluated}"
-            f" | {self.eta.text()}"
+            f"[{self.cfg.run_id}] "
+            + progress_line(
+                report,
+                self.cfg.total_steps,
+                frame_skip=4 if self.cfg.is_atari else 1,
+                last_eval=last_eval,
+                best_eval=self.best_return,
+                eta=self.eta.text(),
+            )
         )
 
     # --- evaluation ------------------------------------------------------------------------
@@ -558,6 +539,8 @@ class Trainer:
         def fill(staging: Path) -> None:
             if self.is_new_stack:  # an RLlib Algorithm checkpoint, the project's files beside
                 self.progress.update(self.algo.get_pipeline_state())
+                from dsqn_rllib.rllib.checkpoints import save_algorithm_checkpoint
+
                 save_algorithm_checkpoint(self.algo, staging)
             else:
                 (staging / ALGORITHM_DIR).mkdir()
@@ -637,46 +620,6 @@ class Trainer:
         )
 
 
-def save_algorithm_checkpoint(algo: Any, path: Path) -> None:
-    """``algo.save_to_path(path)`` (a new-stack ``PipelinedDQN``): an RLlib Algorithm checkpoint
-    whose config leaves out what belongs to this driver process: ``env_steps_limit`` (the
-    run's --total-steps: ``Algorithm.from_checkpoint`` gives an algorithm that trains on) and
-    the metrics endpoint (its port is the driver's; the observer is rebuilt from the config)."""
-    from dsqn_rllib.rllib.callbacks import RunObserver
-
-    algo.save_to_path(str(path.resolve()))
-    config = algo.config.copy(copy_frozen=False)
-    config.env_steps_limit = None
-    config.metrics_port = None
-    config.callbacks(RunObserver)
-    ctor_file = path / RLLIB_CTOR_FILE
-    ctor = pickle.loads(ctor_file.read_bytes())  # {"class": ..., "ctor_args_and_kwargs": ...}
-    ctor["ctor_args_and_kwargs"] = ((config.get_state(),), {})
-    ctor_file.write_bytes(pickle.dumps(ctor))
-
-
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}"[:500] if text else type(err).__name__
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSON-lines file; a line cut short by a kill is skipped."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
-def _write_jsonl_atomically(path: Path, records: list[dict[str, Any]]) -> None:
-    staging = path.with_name(path.name + ".tmp")
-    with staging.open("w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(staging, path)  # readers see the old file or the new one, never half of it
+    """The error as the registry's record shows it: its type and its first line."""
+    return f"{type(err).__name__}: {first_line(err)}"[:500]

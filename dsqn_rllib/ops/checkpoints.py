@@ -52,7 +52,7 @@ from typing import Any
 import torch
 
 from dsqn_rllib.config import ApiStack, TrainConfig
-from dsqn_rllib.errors import ConfigError
+from dsqn_rllib.errors import ConfigError, first_line
 from dsqn_rllib.snn.networks import QNetwork, build_q_network
 
 CONFIG_FILE = "train_config.json"
@@ -145,8 +145,9 @@ def write_atomically(path: Path, fill: Callable[[Path], None]) -> Path:
             kept = (
                 f"the previous one at {path} is kept" if path.exists() else "no earlier one to keep"
             )
-            reason = err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
-            error = CheckpointError(f"cannot write the checkpoint {path}: {reason}; {kept}")
+            error = CheckpointError(
+                f"cannot write the checkpoint {path}: {first_line(err)}; {kept}"
+            )
             error.errno = err.errno
             raise error from err
         raise
@@ -212,9 +213,9 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
         raise ConfigError(
-            f"checkpoint file {path} is unreadable ({reason}); the checkpoint is damaged: use "
+            f"checkpoint file {path} is unreadable ({first_line(err)}); the checkpoint is "
+            "damaged: use "
             f"another one (an earlier copy of the run directory)"
         ) from None
 
@@ -233,8 +234,9 @@ def read_checkpoint(path: str | Path) -> tuple[Path, TrainConfig, dict[str, Any]
     except ConfigError as err:
         raise ConfigError(f"checkpoint file {ckpt / CONFIG_FILE}: {err}") from None
     except (TypeError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"checkpoint file {ckpt / CONFIG_FILE} is damaged: {reason}") from None
+        raise ConfigError(
+            f"checkpoint file {ckpt / CONFIG_FILE} is damaged: {first_line(err)}"
+        ) from None
     progress = _read_json(ckpt / PROGRESS_FILE)
     missing = [k for k in _PROGRESS_KEYS if not isinstance(progress, dict) or k not in progress]
     if missing:
@@ -299,9 +301,9 @@ def _check_pickle(path: Path) -> None:
             for _ in pickletools.genops(f):
                 pass
     except Exception as err:  # genops raises ValueError, EOFError, UnicodeDecodeError, ...
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(
-            f"checkpoint file {path} is damaged ({reason}); the checkpoint cannot be resumed: "
+            f"checkpoint file {path} is damaged ({first_line(err)}); the checkpoint cannot be "
+            "resumed: "
             "use another one (an earlier copy of the run directory)"
         ) from None
 
@@ -313,7 +315,7 @@ def _check_torch_file(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
     except (OSError, zipfile.BadZipFile) as err:
-        bad = str(err).splitlines()[0] if str(err) else type(err).__name__
+        bad = first_line(err)
     if bad is not None:
         raise ConfigError(f"checkpoint file {path} is damaged ({bad}); use another checkpoint")
 
@@ -330,9 +332,31 @@ def load_network(path: str | Path) -> tuple[QNetwork, TrainConfig, dict[str, Any
         state = torch.load(ckpt / MODEL_FILE, map_location="cpu", weights_only=True)
         net.load_state_dict(state)
     except (RuntimeError, pickle.UnpicklingError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ConfigError(
-            f"checkpoint file {ckpt / MODEL_FILE} does not hold this network's weights: {reason}"
+            f"checkpoint file {ckpt / MODEL_FILE} does not hold this network's weights: "
+            f"{first_line(err)}"
         ) from None
     net.eval()
     return net, cfg, progress
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file; a line cut short by a kill is skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def write_jsonl_atomically(path: Path, records: list[dict[str, Any]]) -> None:
+    staging = path.with_name(path.name + ".tmp")
+    with staging.open("w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(staging, path)  # readers see the old file or the new one, never half of it

@@ -132,11 +132,11 @@ class PrometheusExporter:
         try:
             self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as err:  # checked before Ray starts (preflight); taken since then
-            from dsqn_rllib.errors import ConfigError
+            from dsqn_rllib.errors import ConfigError, first_line
 
-            reason = err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
             raise ConfigError(
-                f"cannot serve metrics on {host}:{port}: {reason}; pick another --metrics-port "
+                f"cannot serve metrics on {host}:{port}: {first_line(err)}; pick another "
+                "--metrics-port "
                 "(0: any free port) or --metrics-host"
             ) from None
         self.port = int(self._server.server_port)

@@ -1,4 +1,5 @@
-"""The ETA of the progress line, from the rate of the last minutes of training.
+"""The progress line of `dsqn train` (``progress_line``) and its ETA, from the rate of the last
+minutes of training.
 
     eta = Eta(total_steps=cfg.total_steps, learning_starts=cfg.learning_starts,
               start_steps=env_steps)      # env steps already done (a resumed run)
@@ -18,6 +19,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 
 def duration_text(seconds: float) -> str:
@@ -87,3 +89,28 @@ class Eta:
         if not self._points:
             return f"ETA once learning starts ({self.learning_begins_at:,} steps)"
         return "ETA soon known"
+
+
+def progress_line(
+    report: dict[str, Any],
+    total_steps: int,
+    *,
+    frame_skip: int,
+    last_eval: float | None,
+    best_eval: float,
+    eta: str,
+) -> str:
+    """An iteration's console line: steps, throughput, training return, ε, TD loss, the last
+    evaluation and the best, the ETA."""
+    rate = report.get("env_steps_per_s", 0.0)
+    evaluated = f" | eval {last_eval:.1f} (best {best_eval:.1f})" if last_eval is not None else ""
+    return (
+        f"step {report['env_steps']:,}/{total_steps:,}"
+        f" | {rate:,.0f} steps/s ({rate * frame_skip:,.0f} frames/s)"
+        f" | {report.get('updates_per_s', 0.0):,.1f} updates/s"
+        f" | return {report.get('episode_return_mean', math.nan):.1f}"
+        f" | ε {report.get('epsilon', math.nan):.3f}"
+        f" | loss {report.get('td_loss', math.nan):.4f}"
+        f"{evaluated}"
+        f" | {eta}"
+    )

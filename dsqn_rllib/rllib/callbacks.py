@@ -24,6 +24,7 @@ stops training: one logged line, training goes on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -332,6 +333,21 @@ class RunObserver(RLlibCallback):
         if self.tensorboard is not None:
             self.tensorboard.close()
             self.tensorboard = None
+
+    def hold_for_final_scrape(self, timeout_s: float) -> None:
+        """At the end of a run whose endpoint something scrapes, keep it up until a scrape has
+        read the final values: at most ``timeout_s``, or twice the longest recent gap between
+        scrapes (``PrometheusExporter.final_scrape_wait_s``; 0 when nothing scrapes). A Ctrl-C
+        only cuts the wait short: the run is done and saved."""
+        if self.exporter is None:
+            return
+        values_set_at = time.monotonic()
+        wait_s = self.exporter.final_scrape_wait_s(timeout_s)
+        if wait_s <= 0:
+            return
+        self.say(f"[{self.run_id}] metrics: waiting for a last scrape (at most {wait_s:.1f} s)")
+        with contextlib.suppress(KeyboardInterrupt):
+            self.exporter.wait_for_scrape(timeout_s, values_set_at)
 
     def close_metrics(self) -> None:
         if self.scrape_target is not None:

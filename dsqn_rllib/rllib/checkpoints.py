@@ -1,4 +1,5 @@
-"""Q-networks out of RLlib Algorithm checkpoints, without Ray: a ``dsqn sweep`` trial's
+"""RLlib Algorithm checkpoints: ``dsqn train``'s (``save_algorithm_checkpoint``), and
+Q-networks out of them without Ray: a ``dsqn sweep`` trial's
 (``<run-dir>/<sweep>/<trial>/checkpoint_00000N``) for ``dsqn robustness`` and the like.
 
 ``dsqn train``'s own checkpoints carry the project's files beside RLlib's and are read by
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.rl_module import RLModule
 
 from dsqn_rllib.envs.atari import resolve_env
-from dsqn_rllib.errors import ConfigError
+from dsqn_rllib.errors import ConfigError, first_line
+from dsqn_rllib.ops.checkpoints import RLLIB_CTOR_FILE
 from dsqn_rllib.snn.networks import QNetwork
 
 CHECKPOINT_MARK = "rllib_checkpoint.json"
@@ -43,11 +46,30 @@ def network_from_algorithm_checkpoint(path: str | Path) -> tuple[QNetwork, str, 
         module_dir = checkpoint / "learner_group" / "learner" / "rl_module" / DEFAULT_MODULE_ID
         module = RLModule.from_checkpoint(module_dir)
     except (OSError, pickle.UnpicklingError, KeyError, IndexError, ValueError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"cannot read the RLlib checkpoint {checkpoint}: {reason}") from None
+        raise ConfigError(
+            f"cannot read the RLlib checkpoint {checkpoint}: {first_line(err)}"
+        ) from None
     net = getattr(module, "net", None)
     if not isinstance(net, QNetwork):
         raise ConfigError(f"{checkpoint} is not a checkpoint of this project's Q-networks")
     env = config["env"] if isinstance(config, dict) else config.env
     game, _ = resolve_env(env)
     return net.cpu().eval(), str(game or env), str(module.model_config.get("model", "dsqn"))
+
+
+def save_algorithm_checkpoint(algo: Any, path: Path) -> None:
+    """``algo.save_to_path(path)`` (a new-stack ``PipelinedDQN``): an RLlib Algorithm checkpoint
+    whose config leaves out what belongs to this driver process: ``env_steps_limit`` (the
+    run's --total-steps: ``Algorithm.from_checkpoint`` gives an algorithm that trains on) and
+    the metrics endpoint (its port is the driver's; the observer is rebuilt from the config)."""
+    from dsqn_rllib.rllib.callbacks import RunObserver
+
+    algo.save_to_path(str(path.resolve()))
+    config = algo.config.copy(copy_frozen=False)
+    config.env_steps_limit = None
+    config.metrics_port = None
+    config.callbacks(RunObserver)
+    ctor_file = path / RLLIB_CTOR_FILE
+    ctor = pickle.loads(ctor_file.read_bytes())  # {"class": ..., "ctor_args_and_kwargs": ...}
+    ctor["ctor_args_and_kwargs"] = ((config.get_state(),), {})
+    ctor_file.write_bytes(pickle.dumps(ctor))
