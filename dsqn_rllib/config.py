@@ -1,8 +1,13 @@
-"""The training job's configuration: one dataclass, the paper's defaults, validated up front.
+"""``dsqn train``'s configuration: the flat view of a ``DSQNConfig`` that the CLI, presets,
+config files and a run's ``train_config.json`` use, plus the driver's own options.
 
-Defaults are those of the DSQN authors' code (Chen et al. 2022), which follow the Nature DQN
-protocol (Mnih et al. 2015). ``validate`` runs before ``ray.init``: a bad value is one line
-naming the field, the value and what is allowed, and no actor ever starts.
+Every option a ``DSQNConfig`` holds (network, learning, pipeline, evaluation) has the same
+default here (the DSQN authors' code, Chen et al. 2022, which follows Mnih et al. 2015; a test
+keeps the two equal) and is checked by ``DSQNConfig.validate_dsqn`` through
+``to_dsqn_config``, which maps these fields onto it; ``validate``
+checks only the driver's options itself (total steps, checkpoints, run id, registry, the ends
+of the ε schedule). It runs before ``ray.init``: a bad value is one line naming the flag's
+field, the value and what is allowed, and no actor ever starts.
 """
 
 from __future__ import annotations
@@ -11,12 +16,15 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dsqn_rllib.errors import ConfigError, check_int, check_number, plain
 from dsqn_rllib.snn.networks import ModelKind, SpikingConfig, spiking_config
 from dsqn_rllib.snn.precision import Precision, parse_precision
 from dsqn_rllib.snn.spike_init import DEFAULT_TARGET_RATE, SpikeInit
+
+if TYPE_CHECKING:  # imported where used: the CLI's config loads RLlib only when it checks
+    from dsqn_rllib.rllib.config import DSQNConfig
 
 
 class ApiStack(str, Enum):
@@ -30,7 +38,8 @@ class ApiStack(str, Enum):
 
 @dataclass
 class TrainConfig:
-    """Everything ``dsqn train`` needs. Field docstrings double as the CLI's help."""
+    """Everything ``dsqn train`` needs (see the module doc). Field docstrings double as the
+    CLI's help."""
 
     # Environment
     game: str | None = "pong"
@@ -191,10 +200,8 @@ class TrainConfig:
 
         RegistryConfig(url=self.registry_url, prefix=self.registry_prefix).validate()
         # Everything DSQNConfig holds: the network, learning, pipeline and evaluation options.
-        from dsqn_rllib.rllib.builder import to_dsqn_config
-
         try:
-            to_dsqn_config(self)
+            self.to_dsqn_config()
         except ConfigError as err:
             raise ConfigError(cli_words(str(err))) from None
         self.model = ModelKind(self.model)
@@ -218,6 +225,76 @@ class TrainConfig:
                 self.game = resolve_game(self.game)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
+
+    def to_dsqn_config(self, *, iteration_seconds: float = 2.0) -> DSQNConfig:
+        """These options as the ``DSQNConfig`` that holds them for RLlib (and Tune), checked
+        by its ``validate_dsqn`` (``ConfigError`` in DSQNConfig's words; ``validate`` gives
+        the CLI's): the one map from this view's fields to DSQNConfig's."""
+        from dsqn_rllib.rllib.config import DSQNConfig, network_options
+
+        cfg = self
+        network = network_options(
+            cfg.model,
+            cfg.spiking,
+            tuple(cfg.hidden_sizes),
+            cfg.spike_init,
+            cfg.spike_init_rate,
+            cfg.precision,
+        )
+        config = (
+            DSQNConfig()
+            .environment(cfg.game or cfg.env)
+            .env_runners(
+                num_env_runners=cfg.num_env_runners,
+                # 0 runners: the learner's process samples (PipelinedDQN takes turns).
+                create_local_env_runner=cfg.num_env_runners == 0,
+            )
+            .rl_module(model_config=network)
+            .training(
+                lr=cfg.lr,
+                adam_epsilon=cfg.adam_eps,
+                gamma=cfg.gamma,
+                train_batch_size=cfg.train_batch_size,
+                target_network_update_freq=cfg.target_update_period,
+                double_q=cfg.double_q,
+                n_step=cfg.n_step,
+                td_error_loss_fn=cfg.loss,
+                num_steps_sampled_before_learning_starts=cfg.learning_starts,
+                grad_clip=cfg.grad_clip,
+                epsilon=[
+                    (0, cfg.epsilon_start),
+                    (max(1, cfg.epsilon_decay_steps), cfg.epsilon_end),
+                ],
+            )
+            .pipeline(
+                train_every=cfg.train_every,
+                buffer_size=cfg.buffer_size,
+                sticky_actions=cfg.sticky_actions,
+                max_episode_frames=cfg.max_episode_frames,
+                silent_layer_patience=cfg.silent_layer_patience,
+                learner_device=cfg.learner_device,
+                env_steps_limit=cfg.total_steps,
+            )
+            .evaluation(
+                # The paper's protocol every eval_interval env steps, beside training (0: none).
+                evaluation_interval_env_steps=cfg.eval_interval,
+                evaluation_duration=cfg.eval_episodes,
+                evaluation_config={"explore_epsilon": cfg.eval_epsilon},
+                evaluation_parallel_to_training=True,
+            )
+            .reporting(min_time_s_per_iteration=iteration_seconds)
+            .debugging(seed=cfg.seed)
+            .observability(
+                run_id=cfg.run_id, metrics_port=cfg.metrics_port, metrics_host=cfg.metrics_host
+            )
+        )
+        # (Set, not passed to env_runners(), which raises its own ValueError at 0: the check and
+        # its line are validate_dsqn's.)
+        config.num_envs_per_env_runner = cfg.envs_per_runner
+        if cfg.epsilon_decay_steps == 0:
+            config.epsilon = [(0, cfg.epsilon_end), (1, cfg.epsilon_end)]
+        config.validate_dsqn()
+        return config
 
     def notes(self) -> list[str]:
         """Lines about valid but probably unintended settings, for the console at start."""

@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
-import torch
 
 from dsqn_rllib.config import ApiStack, TrainConfig
 from dsqn_rllib.errors import ConfigError, first_line
@@ -415,9 +414,8 @@ class Trainer:
         return self.cfg.api_stack is ApiStack.NEW
 
     def _spaces(self) -> None:
-        from dsqn_rllib.rllib.algorithm import q_network_spaces
-
-        self.obs_shape, self.num_actions = q_network_spaces(self.algo)
+        spec = self.algo.q_network_spec()
+        self.obs_shape, self.num_actions = spec.obs_shape, spec.num_actions
 
     @property
     def env_steps(self) -> int:
@@ -427,18 +425,9 @@ class Trainer:
     def updates(self) -> int:
         return int(self.progress.get("updates", 0))
 
-    def online_state_dict(self) -> dict[str, torch.Tensor]:
-        """A CPU copy of the online Q-network's weights."""
-        from dsqn_rllib.rllib.algorithm import online_state_dict
-
-        return online_state_dict(self.algo)
-
     def online_network(self) -> QNetwork:
-        net = build_q_network(
-            self.cfg.model, self.obs_shape, self.num_actions, **self.cfg.model_options()
-        )
-        net.load_state_dict(self.online_state_dict())
-        return net.eval()
+        """A CPU copy of the learner's online Q-network (either stack)."""
+        return self.algo.q_network_spec().build(self.algo.online_weights())
 
     def _report(self, result: dict) -> dict[str, Any]:
         """The iteration's progress (``result["dsqn"]`` on both stacks, with the observer's

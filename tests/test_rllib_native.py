@@ -353,9 +353,8 @@ def test_the_cli_config_holds_dsqn_configs_defaults_and_checks() -> None:
     """``TrainConfig`` (``dsqn train``'s flags) holds DSQNConfig's defaults, and its checks
     are DSQNConfig's (``validate_dsqn``), in the CLI's words."""
     from dsqn_rllib.config import CLI_NAMES
-    from dsqn_rllib.rllib.builder import to_dsqn_config
 
-    view, paper = to_dsqn_config(TrainConfig().validate()), DSQNConfig()
+    view, paper = TrainConfig().validate().to_dsqn_config(), DSQNConfig()
     for name in (
         "env", "lr", "adam_epsilon", "gamma", "train_batch_size", "target_network_update_freq",
         "num_steps_sampled_before_learning_starts", "epsilon", "td_error_loss_fn", "grad_clip",

@@ -562,7 +562,16 @@ class PipelinedDQN(PaperEvaluation, DQN):
         )
 
     def online_weights(self) -> dict[str, torch.Tensor]:
-        return online_state_dict(self)
+        """A CPU copy of the learner's online Q-network's weights."""
+        state = self.learner_group.get_state(
+            components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True
+        )[COMPONENT_LEARNER][COMPONENT_RL_MODULE][DEFAULT_MODULE_ID]
+        prefix = "net."
+        return {
+            k[len(prefix) :]: torch.as_tensor(v).cpu()
+            for k, v in state.items()
+            if k.startswith(prefix)
+        }
 
     def sampled_env_steps(self) -> int:
         return self.stats.env_steps
@@ -612,32 +621,3 @@ def _peek(results: dict, key: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
-
-
-# --- what the driver reads off an algorithm of either stack ---------------------------------
-
-
-def q_network_spaces(algo: Any) -> tuple[tuple[int, ...], int]:
-    """The observation shape and number of actions the algorithm's Q-network was built for."""
-    if hasattr(algo, "spaces") and DEFAULT_MODULE_ID in (algo.spaces or {}):
-        obs_space, act_space = algo.spaces[DEFAULT_MODULE_ID]
-    else:  # the old stack keeps them on its policy
-        policy = algo.get_policy()
-        obs_space, act_space = policy.observation_space, policy.action_space
-    return tuple(int(d) for d in obs_space.shape), int(act_space.n)
-
-
-def online_state_dict(algo: Any) -> dict[str, torch.Tensor]:
-    """A CPU copy of the online Q-network's weights (the learner's on the new stack)."""
-    if algo.config.enable_rl_module_and_learner:
-        state = algo.learner_group.get_state(
-            components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True
-        )[COMPONENT_LEARNER][COMPONENT_RL_MODULE][DEFAULT_MODULE_ID]
-        prefix = "net."
-        return {
-            k[len(prefix) :]: torch.as_tensor(v).cpu()
-            for k, v in state.items()
-            if k.startswith(prefix)
-        }
-    net = algo.get_policy().model.net
-    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}

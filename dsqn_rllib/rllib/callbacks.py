@@ -84,6 +84,12 @@ class ObserverSettings:
     """The options shown with the run's registry record."""
 
     @classmethod
+    def for_driver(cls, cfg: Any) -> ObserverSettings:
+        """A ``dsqn train`` driver's: those of ``cfg`` without the registry (the driver keeps
+        the run's record itself: attempts, resume, the final status)."""
+        return dataclasses.replace(cls.from_config(cfg), registry=False)
+
+    @classmethod
     def from_config(cls, cfg: Any) -> ObserverSettings:
         """The settings a ``DSQNConfig`` holds (``observability()``, ``pipeline()``)."""
         return cls(
@@ -145,15 +151,13 @@ class RunObserver(RLlibCallback):
     # --- RLlibCallback hooks --------------------------------------------------------------
 
     def on_algorithm_init(self, *, algorithm: Any, **kwargs: Any) -> None:
-        from dsqn_rllib.rllib.algorithm import q_network_spaces
-
         if self.settings is None:
             self.settings = ObserverSettings.from_config(algorithm.config)
         settings = self.settings
         self.guard = SilentLayerGuard(settings.silent_layer_patience)
-        obs_shape, num_actions = q_network_spaces(algorithm)
+        spec = algorithm.q_network_spec()  # PipelinedDQN's, OldStackDQN's
         self._energy_net = build_q_network(
-            settings.model_kind, obs_shape, num_actions, **settings.net_options
+            settings.model_kind, spec.obs_shape, spec.num_actions, **settings.net_options
         )
 
     def start(self, algorithm: Any) -> None:

@@ -40,7 +40,7 @@ from ray.rllib.utils.replay_buffers import ReplayBuffer
 from ray.tune.registry import register_env
 
 from dsqn_rllib.evaluation.protocol import EvalConfig
-from dsqn_rllib.rllib.callbacks import RunObserver
+from dsqn_rllib.rllib.callbacks import ObserverSettings, RunObserver
 from dsqn_rllib.rllib.paper_evaluation import (
     EVAL_SEED_OFFSET,
     EvaluationSettings,
@@ -225,8 +225,6 @@ def _make_env(env_config: dict) -> gym.Env:
 def build_old_stack_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) -> DQNConfig:
     """Stock old-stack DQN (``OldStackDQN``) with our TorchModelV2 for ``cfg``; the same
     ``RunObserver`` settings as the new stack's driver."""
-    from dsqn_rllib.rllib.builder import observer_settings
-
     register_models()
     register_env(ENV_NAME, _make_env)
     options = cfg.model_options()
@@ -269,5 +267,5 @@ def build_old_stack_config(cfg: TrainConfig, *, iteration_seconds: float = 2.0) 
         .fault_tolerance(restart_failed_env_runners=True)
         .reporting(min_time_s_per_iteration=iteration_seconds, min_sample_timesteps_per_iteration=0)
         .debugging(seed=cfg.seed, log_level="ERROR")
-        .callbacks(partial(RunObserver, observer_settings(cfg)))
+        .callbacks(partial(RunObserver, ObserverSettings.for_driver(cfg.to_dsqn_config())))
     )

@@ -249,8 +249,13 @@ class PaperEvaluation:
                     finished = self.evaluate_now()
             elif not self._wait_said:
                 self._wait_said = True
+                due_at = (
+                    self._next_due_step
+                    if self._paper.interval_env_steps
+                    else self.sampled_env_steps()
+                )
                 result.setdefault("dsqn", {})["note"] = (
-                    f"evaluation due at {self.sampled_env_steps():,} steps waits for the one of "
+                    f"evaluation due at {due_at:,} steps waits for the one of "
                     f"{self._pending[1]:,} steps (an evaluation takes longer than the "
                     "evaluation interval; raise the interval or lower the episodes): it starts "
                     "when that one ends"
