@@ -184,7 +184,12 @@ class Trainer:
             self.cfg.checkpoint_interval, self.cfg.checkpoint_every_minutes, self.env_steps
         )
         self.stop = StopSignals(prefix=f"[{self.cfg.run_id}] ")
-        self.eta = Eta(self.cfg.total_steps, self.cfg.learning_starts, start_steps=self.env_steps)
+        self.eta = Eta(
+            self.cfg.total_steps,
+            self.cfg.learning_starts,
+            start_steps=self.env_steps,
+            steps_per_update=self.cfg.train_every,
+        )
 
     @classmethod
     def resume(
@@ -443,7 +448,7 @@ class Trainer:
         return report
 
     def _log(self, report: dict[str, Any]) -> None:
-        self.eta.update(self.env_steps)
+        self.eta.update(self.env_steps, self.updates)
         report["eta_s"] = self.eta.seconds_left()
         with self.paths.metrics.open("a") as f:
             f.write(json.dumps(report, default=float) + "\n")

@@ -48,6 +48,25 @@ def test_eta_waits_for_learning_then_follows_the_recent_rate() -> None:
     ]  # fmt: skip
 
 
+def test_the_eta_follows_the_learner_while_env_steps_wait_for_it() -> None:
+    """Just after learning starts the learner catches up on due updates and the runners wait:
+    with the replay ratio the ETA follows updates x steps per update, not the stalled steps."""
+    from dsqn_rllib.ops.progress import Eta
+
+    clock = Clock()
+    by_steps = Eta(total_steps=20_000_000, learning_starts=50_000, clock=clock)
+    by_updates = Eta(
+        total_steps=20_000_000, learning_starts=50_000, clock=clock, steps_per_update=4
+    )
+    for i in range(10):  # 10 s iterations: 1.3 updates/s, env steps almost still
+        clock.now += 10
+        for eta in (by_steps, by_updates):
+            eta.update(50_560 + 2 * i, updates=13 * i)
+    assert by_updates.steps_per_s == 1.3 * 4
+    assert by_updates.seconds_left() == (20_000_000 - 50_578) / 5.2  # 44 days
+    assert by_steps.seconds_left() > 10 * by_updates.seconds_left()  # 3 years: what it said
+
+
 def test_a_resumed_run_warms_up_again_from_where_it_resumed() -> None:
     from dsqn_rllib.ops.progress import Eta
 
