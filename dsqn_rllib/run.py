@@ -78,7 +78,7 @@ from dsqn_rllib.ops.registry import (
 )
 from dsqn_rllib.ops.stopping import StopSignals, children_spared_sigterm
 from dsqn_rllib.ops.tensorboard import TensorBoardSink
-from dsqn_rllib.snn.networks import QNetwork, build_q_network
+from dsqn_rllib.snn.networks import QNetwork
 
 if TYPE_CHECKING:
     from dsqn_rllib.rllib.paper_evaluation import Evaluation
@@ -554,10 +554,7 @@ class Trainer:
         return path
 
     def _save_model_only(self, path: Path, state: dict, steps: int) -> None:
-        net = build_q_network(
-            self.cfg.model, self.obs_shape, self.num_actions, **self.cfg.model_options()
-        )
-        net.load_state_dict(state)
+        net = self.algo.q_network_spec().build(state)
         write_atomically(
             path,
             lambda staging: write_checkpoint_files(

@@ -93,9 +93,14 @@ class OldStackDQN(PaperEvaluation, DQN):
     # --- what the paper's evaluation reads (PaperEvaluation) ------------------------------
 
     def _train_config(self) -> TrainConfig:
-        from dsqn_rllib.config import TrainConfig
+        """The run's TrainConfig, read (and validated) once."""
+        cached: TrainConfig | None = getattr(self, "_train_config_read", None)
+        if cached is None:
+            from dsqn_rllib.config import TrainConfig
 
-        return TrainConfig.from_dict(self.config.env_config["train_config"])
+            cached = TrainConfig.from_dict(self.config.env_config["train_config"])
+            self._train_config_read = cached
+        return cached
 
     def q_network_spec(self) -> QNetworkSpec:
         policy = self.get_policy()
