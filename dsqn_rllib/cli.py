@@ -7,7 +7,9 @@
     dsqn eval CHECKPOINT [--episodes 30] [--epsilon 0.05] [--gif episode.gif]
     dsqn report RUN [RUN ...] [--out DIR] [--raster]      PNG plots: curves, overlays, spike raster
 
-Every value is checked before Ray starts; a bad one is a single ``dsqn: error: ...`` line.
+``train``'s flags are ``TrainConfig``'s, derived by tyro (``train_flags``); the other commands'
+are argparse. Every value is checked before Ray starts; a bad one is a single
+``dsqn: error: ...`` line.
 ``dsqn train`` exits 0 when done, 130 / 143 when SIGINT / SIGTERM stopped it (checkpoint saved,
 the resume command printed), 1 when a checkpoint could not be written, 2 on a bad value.
 """
@@ -18,16 +20,14 @@ import argparse
 import contextlib
 import dataclasses
 import difflib
-import functools
 import json
 import math
 import os
 import re
-import shutil
 import signal
 import sys
 import time
-import typing
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any, NoReturn
@@ -46,73 +46,10 @@ from dsqn_rllib.ops.registry import (
     outbox_dir,
 )
 from dsqn_rllib.ops.stopping import RunAborted, exit_code_for
-from dsqn_rllib.snn.networks import SpikingConfig
+from dsqn_rllib.train_flags import TrainFlags, flag, parse_train_flags
 
-_SPIKING_FIELDS = list(dataclasses.fields(SpikingConfig))
-_TRAIN_FIELDS = [f for f in dataclasses.fields(TrainConfig) if f.name != "spiking"]
 # With --resume the run's saved config stands; these flags only say how to find and extend it.
 _RESUME_FLAGS = {"total_steps", "registry_url", "registry_prefix", "run_dir"}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-@dataclasses.dataclass(frozen=True)
-class FieldDoc:
-    """What the source says of a dataclass field: its section comment and its docstring."""
-
-    section: str
-    help: str
-
-
-@functools.cache
-def field_docs(cls: type) -> dict[str, FieldDoc]:
-    """The ``# Section`` comment above each field and the docstring under it (the dataclass's
-    source is the CLI's documentation: one place to write it)."""
-    import inspect
-
-    try:
-        lines = inspect.getsource(cls).splitlines()
-    except OSError:
-        return {}
-    docs: dict[str, FieldDoc] = {}
-    section, i = "", 0
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        indent = len(line) - len(line.lstrip())
-        if indent == 4 and stripped.startswith("# ") and not stripped.startswith("# --"):
-            section = stripped[2:]
-        match = re.match(r"    (\w+): .+", line)
-        if match and not stripped.startswith(('"""', "#")):
-            text: list[str] = []
-            if i + 1 < len(lines) and lines[i + 1].strip().startswith('"""'):
-                for nxt in lines[i + 1 :]:  # a docstring may run over several lines
-                    text.append(nxt.strip())
-                    i += 1
-                    if nxt.rstrip().endswith('"""') and (len(text) > 1 or nxt.count('"""') == 2):
-                        break
-            docs[match.group(1)] = FieldDoc(section, " ".join(text).strip('"').strip())
-        i += 1
-    return docs
-
-
-def _kind(cls: type, name: str) -> tuple[type, list[str] | None, bool]:
-    """(value type, allowed values or None, optional) of a field, from its annotation."""
-    hint = typing.get_type_hints(cls)[name]
-    optional = False
-    args = typing.get_args(hint)
-    if type(None) in args:  # X | None
-        optional = True
-        hint = next(a for a in args if a is not type(None))
-    if typing.get_origin(hint) is typing.Literal:
-        return str, [str(a) for a in typing.get_args(hint)], optional
-    if isinstance(hint, type) and issubclass(hint, Enum):
-        return hint, [m.value for m in hint], optional
-    if typing.get_origin(hint) is tuple:
-        return tuple, None, optional
-    return (hint if isinstance(hint, type) else str), None, optional
 
 
 def _shown(value: Any) -> str:
@@ -123,35 +60,6 @@ def _shown(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
         return f"{value:_}"
     return str(value)
-
-
-def _add_field(group: Any, cls: type, field: dataclasses.Field, default: Any) -> None:
-    """One flag per field: its docstring, its choices and its default in the help."""
-    flag = _flag(field.name)
-    kind, choices, optional = _kind(cls, field.name)
-    doc = field_docs(cls).get(field.name, FieldDoc("", "")).help
-    shown = "none" if default is None else _shown(default)
-    # A docstring that explains its default (run_id's <model>-<game>-<time>) says it best.
-    helptext = doc if "(default" in doc else f"{doc} [default: {shown}]".strip()
-    helptext = helptext.replace("%", "%%")
-    if kind is bool:
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
-        return
-    if choices is not None:
-        metavar = "{" + ",".join(choices) + "}"
-    else:
-        metavar = {int: "N", float: "X", tuple: "N,N,..."}.get(kind) or _TEXT_METAVARS.get(
-            field.name.rsplit("_", 1)[-1], "TEXT"
-        )
-        if optional and kind in (int, float):
-            metavar += "|none"
-    # Values stay text here and are converted and checked by us: one line, the config's words.
-    group.add_argument(flag, default=None, metavar=metavar, help=helptext)
-
-
-# What a text flag holds, by the last word of its name.
-_TEXT_METAVARS = {"game": "NAME", "env": "ID", "dir": "DIR", "id": "NAME", "url": "URL",
-                  "host": "HOST", "prefix": "PREFIX"}  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -171,69 +79,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"dsqn: error: {message}; see {self.prog} --help\n")
 
 
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    width = min(shutil.get_terminal_size().columns, 110)
-    return argparse.HelpFormatter(prog, max_help_position=34, width=width)
-
-
-def add_train_parser(sub: Any) -> argparse.ArgumentParser:
-    """``dsqn train``: every TrainConfig field as a flag, grouped by the config's sections."""
-    train = sub.add_parser(
-        "train",
-        help="train DSQN (or the DQN twin) with the paper's defaults",
-        usage="dsqn train [--preset NAME] [--config FILE] [OPTIONS]\n"
-        "       dsqn train --resume RUN [--total-steps N]",
-        description="Train a DSQN (or its DQN twin). Values come from the paper's defaults, "
-        "then --preset, then --config FILE, then the flags; all are checked before Ray starts.",
-        formatter_class=_formatter,
-        # No prefixes: --learning-start must not quietly mean --learning-starts.
-        allow_abbrev=False,
-    )
-    setup = train.add_argument_group("run set-up")
-    setup.add_argument(
-        "--preset",
-        default=None,
-        metavar="{" + ",".join(presets.PRESETS) + "}",
-        help="; ".join(f"{k}: {v}" for k, v in presets.PRESET_HELP.items()),
-    )
-    setup.add_argument(
-        "--config",
-        default=None,
-        metavar="FILE",
-        help="options from a TOML or JSON file (field names as keys; a run's "
-        "train_config.json works); flags given too win",
-    )
-    setup.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print the effective config as TOML (for --config) and exit; starts nothing",
-    )
-    setup.add_argument(
-        "--resume",
-        default=None,
-        metavar="RUN",
-        help="continue a run: its checkpoint or run directory, or its id in the run registry "
-        "(its saved config stands; only --total-steps and the registry flags apply)",
-    )
-    defaults = TrainConfig()
-    docs = field_docs(TrainConfig)
-    groups: dict[str, Any] = {}
-    for f in _TRAIN_FIELDS:
-        section = docs.get(f.name, FieldDoc("options", "")).section or "options"
-        if section not in groups:
-            groups[section] = train.add_argument_group(section[0].lower() + section[1:])
-        _add_field(groups[section], TrainConfig, f, getattr(defaults, f.name))
-        if f.name == "api_stack":  # the spiking options right after the model's
-            spiking = train.add_argument_group("spiking network (ignored for --model dqn)")
-            for sf in _SPIKING_FIELDS:
-                _add_field(spiking, SpikingConfig, sf, getattr(defaults.spiking, sf.name))
-    return train
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dsqn", description="Deep Spiking Q-Networks on Atari with Ray RLlib")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_train_parser(sub)
+    # Listed here for `dsqn --help`; its flags are parsed by tyro (train_flags), see main().
+    sub.add_parser(
+        "train",
+        help="train DSQN (or the DQN twin) with the paper's defaults (dsqn train --help)",
+        add_help=False,
+    )
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint with the paper's protocol")
     ev.add_argument("checkpoint", help="checkpoint directory or run directory (uses its latest)")
@@ -290,60 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _convert(raw: str, default: Any, name: str, cls: type = TrainConfig) -> Any:
-    """A flag's text as its field's type (``none`` for an optional one); one line otherwise."""
-    try:
-        kind, choices, optional = _kind(cls, name)
-    except KeyError:  # not a field (--stale-after): the type of the default
-        kind, choices, optional = type(default), None, False
-    if optional and str(raw).lower() == "none":
-        return None
-    try:
-        if kind is bool or choices is not None or issubclass(kind, Enum):
-            return raw  # checked, with the allowed values, by the config
-        if kind is tuple:
-            return tuple(int(x) for x in str(raw).split(",") if x)
-        if kind in (int, float):
-            return kind(raw)
-        return raw
-    except ValueError:
-        expected = "integers" if kind is tuple else kind.__name__
-        raise ConfigError(f"{_flag(name)} expects {expected}, got {raw!r}") from None
-
-
-def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The TrainConfig values given as flags (not the defaults), converted."""
-    values: dict[str, Any] = {"spiking": {}}
-    for f in _TRAIN_FIELDS:
-        raw = getattr(args, f.name, None)
-        if raw is not None:
-            values[f.name] = _convert(raw, None, f.name)
-    for f in _SPIKING_FIELDS:
-        raw = getattr(args, f.name, None)
-        if raw is not None:
-            values["spiking"][f.name] = _convert(raw, None, f.name, SpikingConfig)
-    if "game" in values and "env" in values:
-        raise ConfigError("--game and --env exclude each other: give one (--env for a vector env)")
-    return values
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_flags(flags: TrainFlags) -> TrainConfig:
     """TrainConfig from the paper's defaults, --preset, --config and the flags (in that order),
     validated (ConfigError on the first bad value)."""
     layers = []
-    if getattr(args, "preset", None):
-        layers.append(presets.preset_values(args.preset))
-    if getattr(args, "config", None):
-        layers.append(presets.load_config_file(args.config))
-    layers.append(_flag_values(args))
+    if flags.setup.preset:
+        layers.append(presets.preset_values(flags.setup.preset))
+    if flags.setup.config:
+        layers.append(presets.load_config_file(flags.setup.config))
+    layers.append(flags.given)
     return presets.build_config(presets.merge(*layers))
 
 
-def _registry_config(args: argparse.Namespace, **options: Any) -> RegistryConfig:
+def _registry_config(
+    url: str | None, prefix: str | None, run_dir: str | None, **options: Any
+) -> RegistryConfig:
     """The registry the flags (or $DSQN_REDIS_URL, or the local store in --run-dir) name."""
-    return RegistryConfig.resolve(
-        args.registry_url, args.registry_prefix, run_root=args.run_dir or "runs", **options
-    )
+    return RegistryConfig.resolve(url, prefix, run_root=run_dir or "runs", **options)
 
 
 def _open_registry(config: RegistryConfig) -> RunRegistry:
@@ -358,15 +175,17 @@ def _open_registry(config: RegistryConfig) -> RunRegistry:
     return registry
 
 
-def _resume_target(args: argparse.Namespace) -> tuple[Path, RunRegistry | None]:
+def _resume_target(flags: TrainFlags) -> tuple[Path, RunRegistry | None]:
     """--resume names a checkpoint or run directory, or a run id of the registry."""
-    raw = str(args.resume)
+    raw = str(flags.setup.resume)
     path = Path(raw).expanduser()
-    if path.exists() or os.sep in raw or raw.startswith((".", "~")):
-        # A path: the run keeps its own registry unless a flag names another one.
-        named = args.registry_url is not None or args.registry_prefix is not None
-        return path, _open_registry(_registry_config(args)) if named else None
-    config = _registry_config(args)
+    is_path = path.exists() or os.sep in raw or raw.startswith((".", "~"))
+    url, prefix = flags.given.get("registry_url"), flags.given.get("registry_prefix")
+    if is_path and url is None and prefix is None:
+        return path, None  # a path: the run keeps its own registry unless a flag names another
+    config = _registry_config(url, prefix, flags.given.get("run_dir"))
+    if is_path:
+        return path, _open_registry(config)
     if config.url is None and not config.local_path.is_file():
         raise ConfigError(
             f"no run {raw!r}: no such directory, and no run registry at {config.where} "
@@ -381,53 +200,53 @@ def _resume_target(args: argparse.Namespace) -> tuple[Path, RunRegistry | None]:
     return Path(record.run_dir), registry
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(argv: list[str]) -> int:
     from dsqn_rllib.ops.preflight import preflight
 
-    if args.resume is not None:
-        return _resume(args)
-    cfg = config_from_args(args)
-    if args.print_config:
+    try:
+        flags = parse_train_flags(argv)
+    except SystemExit as done:  # after --help
+        return done.code if isinstance(done.code, int) else 0
+    if flags.setup.resume is not None:
+        return _resume(flags)
+    cfg = config_from_flags(flags)
+    if flags.setup.print_config:
         print(presets.to_toml(cfg), end="")
         return 0
     _check_new_run(cfg)
     # Memory, learner device, metrics port, before Ray starts and before anything is opened
     # (Trainer makes the same checks for users of the Python API unless told they are made).
     preflight(cfg)
-    _say_config(cfg, args.preset)
+    _say_config(cfg, flags.setup.preset)
     from dsqn_rllib.run import Trainer
 
     return _finish(Trainer(cfg, checked=True).run())
 
 
-def _resume(args: argparse.Namespace) -> int:
+def _resume(flags: TrainFlags) -> int:
     """``--resume RUN``: every check (the checkpoint's files, the machine) before Ray starts;
     a refused resume writes nothing, so the run stays as it was."""
     from dsqn_rllib.ops.checkpoints import check_resumable, read_checkpoint
     from dsqn_rllib.ops.preflight import preflight
 
-    if not str(args.resume).strip():
+    setup = flags.setup
+    if not str(setup.resume).strip():
         raise ConfigError(
             "--resume needs a run directory, a checkpoint or a run id of the run registry, got ''"
         )
-    ignored = [
-        _flag(f.name)
-        for f in (*_TRAIN_FIELDS, *_SPIKING_FIELDS)
-        if getattr(args, f.name, None) is not None and f.name not in _RESUME_FLAGS
-    ]
-    ignored += [flag for flag in ("--preset", "--config") if getattr(args, flag[2:]) is not None]
-    if ignored or args.print_config:
-        ignored += ["--print-config"] if args.print_config else []
+    resume_flags = {flag(name) for name in _RESUME_FLAGS}
+    ignored = [given for given in flags.given_flags if given not in resume_flags]
+    ignored += [f"--{name}" for name in ("preset", "config") if getattr(setup, name) is not None]
+    ignored += ["--print-config"] if setup.print_config else []
+    if ignored:
         raise ConfigError(
             f"--resume continues the run with its saved config: {', '.join(ignored)} cannot "
             f"change it (with --resume: --total-steps, --registry-url, --registry-prefix, "
             f"--run-dir); to train with other values start a new run, e.g. --config "
             f"<run>/train_config.json with your flags and a new --run-id"
         )
-    total = None
-    if args.total_steps is not None:
-        total = _convert(args.total_steps, None, "total_steps")
-    path, registry = _resume_target(args)
+    total = flags.given.get("total_steps")
+    path, registry = _resume_target(flags)
     ckpt, cfg, progress = read_checkpoint(path)
     check_resumable(ckpt, cfg)
     done = int(progress.get("env_steps", 0))
@@ -602,8 +421,13 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 def _runs(args: argparse.Namespace) -> int:
     stale_after = RegistryConfig.stale_after_s
     if args.stale_after is not None:
-        stale_after = _convert(args.stale_after, 1.0, "stale_after")
-    config = _registry_config(args, stale_after_s=stale_after)
+        try:
+            stale_after = float(args.stale_after)
+        except ValueError:
+            raise ConfigError(f"--stale-after expects float, got {args.stale_after!r}") from None
+    config = _registry_config(
+        args.registry_url, args.registry_prefix, args.run_dir, stale_after_s=stale_after
+    )
     if config.url is None and not config.local_path.is_file():
         # Reading must not create a store: say where nothing was found.
         if args.run is not None:
@@ -666,15 +490,19 @@ def _show_run(registry: RunRegistry, run_id: str, now: float, as_json: bool) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as done:  # --help, or a usage error already said in one line
-        return done.code if isinstance(done.code, int) else 2
-    commands = {"train": _train, "eval": _eval, "report": _report, "runs": _runs}
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands: dict[str, Callable[[Any], int]] = {"eval": _eval, "report": _report, "runs": _runs}
     commands.update(experiments.COMMANDS)
     try:
-        return commands[args.command](args)
+        if argv[:1] == ["train"]:  # train's flags are TrainConfig's, parsed by tyro
+            command, args = _train, argv[1:]
+        else:
+            args = build_parser().parse_args(argv)
+            command = commands[args.command]
+    except SystemExit as done:  # --help, or a usage error already said in one line
+        return done.code if isinstance(done.code, int) else 2
+    try:
+        return command(args)
     except BrokenPipeError:
         # `dsqn runs | head`: the reader has what it wanted. Nothing more goes to the closed
         # pipe (Python would complain on exit) and the exit is a pipe's, as in C tools.

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import re
 import socket
 from pathlib import Path
 
 import pytest
 import ray
 
-from dsqn_rllib.cli import build_parser, config_from_args, main
+from dsqn_rllib.cli import config_from_flags, main
 from dsqn_rllib.config import ApiStack, TrainConfig
-from dsqn_rllib.snn.networks import ModelKind
+from dsqn_rllib.snn.networks import ModelKind, Readout
+from dsqn_rllib.train_flags import parse_train_flags
 
 
 @pytest.mark.parametrize(
@@ -28,13 +29,20 @@ from dsqn_rllib.snn.networks import ModelKind
         (["train", "--T", "eight"], "--T expects int, got 'eight'"),
         (
             ["train", "--readout", "min-mem"],
-            "unknown readout 'min-mem'; allowed: last-mem, max-mem",
+            "--readout 'min-mem' is not allowed (did you mean mean-mem?); allowed: last-mem, "
+            "max-mem, mean-mem, firing-rate",
         ),
-        (["train", "--surrogate", "relu"], "unknown surrogate 'relu'"),
+        (
+            ["train", "--surrogate", "relu"],
+            "--surrogate 'relu' is not allowed; allowed: atan, sigmoid, rectangular",
+        ),
         (["train", "--tau", "0.5"], "tau must be a number >= 1"),
         (["train", "--v-threshold", "-1"], "v_threshold must be greater than v_reset"),
-        (["train", "--model", "snn"], "model must be dsqn or dqn, got 'snn'"),
-        (["train", "--api-stack", "older"], "api_stack must be new or old"),
+        (["train", "--model", "snn"], "--model 'snn' is not allowed; allowed: dsqn, dqn"),
+        (
+            ["train", "--api-stack", "older"],
+            "--api-stack 'older' is not allowed (did you mean old?)",
+        ),
         (["train", "--lr", "-0.1"], "lr must be a number > 0.0"),
         (["train", "--grad-clip", "abc"], "--grad-clip expects float, got 'abc'"),
         (["train", "--grad-clip", "0"], "grad_clip must be a number > 0.0"),
@@ -51,8 +59,11 @@ from dsqn_rllib.snn.networks import ModelKind
             "buffer_size must be an integer >= 32",
         ),
         (["train", "--hidden-sizes", "a,b"], "--hidden-sizes expects integers, got 'a,b'"),
-        (["train", "--loss", "l1"], "loss must be mse or huber"),
-        (["train", "--spike-init", "lsuv"], "spike_init must be one of default, threshold-aware"),
+        (["train", "--loss", "l1"], "--loss 'l1' is not allowed; allowed: mse, huber"),
+        (
+            ["train", "--spike-init", "lsuv"],
+            "--spike-init 'lsuv' is not allowed; allowed: default, threshold-aware",
+        ),
         (
             ["train", "--env", "CartPole-v1", "--spike-init", "threshold-aware"],
             "spike_init threshold-aware applies to a DSQN on an Atari game",
@@ -63,7 +74,10 @@ from dsqn_rllib.snn.networks import ModelKind
         ),
         (["train", "--spike-init-rate", "1"], "spike_init_rate must be < 1"),
         (["train", "--silent-layer-patience", "-5"], "silent_layer_patience must be an integer"),
-        (["train", "--learner-device", "tpu"], "learner_device must be auto, cpu or cuda"),
+        (
+            ["train", "--learner-device", "tpu"],
+            "--learner-device 'tpu' is not allowed (did you mean cpu?); allowed: auto, cpu, cuda",
+        ),
         (["train", "--resume", "/nonexistent/run"], "no dsqn checkpoint at '/nonexistent/run'"),
         (["eval", "/nonexistent/ckpt"], "no dsqn checkpoint at '/nonexistent/ckpt'"),
         (["eval", "/nonexistent/ckpt", "--episodes", "0"], "episodes"),
@@ -121,28 +135,10 @@ def test_an_unreachable_run_registry_is_one_line_before_ray_starts(
 
 
 def test_flags_reach_the_config_and_defaults_are_the_papers() -> None:
-    args = build_parser().parse_args(
-        [
-            "train",
-            "--game",
-            "SpaceInvaders",
-            "--model",
-            "dqn",
-            "--T",
-            "4",
-            "--readout",
-            "mean-mem",
-            "--no-bias",
-            "--num-env-runners",
-            "8",
-            "--envs-per-runner",
-            "2",
-            "--sticky-actions",
-            "--api-stack",
-            "old",
-        ]
-    )
-    cfg = config_from_args(args)
+    argv = ["--game", "SpaceInvaders", "--model", "dqn", "--T", "4", "--readout", "mean-mem",
+            "--no-bias", "--num-env-runners", "8", "--envs-per-runner", "2", "--sticky-actions",
+            "--api-stack", "old"]  # fmt: skip
+    cfg = config_from_flags(parse_train_flags(argv))
     assert (
         cfg.game == "space_invaders"
         and cfg.model is ModelKind.DQN
@@ -152,7 +148,7 @@ def test_flags_reach_the_config_and_defaults_are_the_papers() -> None:
         cfg.spiking.T == 4 and cfg.spiking.readout.value == "mean-mem" and cfg.spiking.bias is False
     )
     assert (cfg.num_env_runners, cfg.envs_per_runner, cfg.sticky_actions) == (8, 2, True)
-    paper = config_from_args(build_parser().parse_args(["train"]))
+    paper = config_from_flags(parse_train_flags([]))
     assert (
         paper.game == "pong" and paper.spiking.T == 8 and paper.spiking.readout.value == "max-mem"
     )
@@ -198,7 +194,7 @@ def test_epsilon_schedule_is_linear_then_flat() -> None:
 def test_a_preset_then_a_config_file_then_flags(tmp_path: Path) -> None:
     from dsqn_rllib.presets import PRESETS
 
-    laptop = config_from_args(build_parser().parse_args(["train", "--preset", "laptop"]))
+    laptop = config_from_flags(parse_train_flags(["--preset", "laptop"]))
     assert (laptop.env, laptop.game, laptop.total_steps, laptop.stop_eval_return) == (
         "CartPole-v1", None, 60_000, 475.0,
     )  # fmt: skip
@@ -206,11 +202,11 @@ def test_a_preset_then_a_config_file_then_flags(tmp_path: Path) -> None:
     file = tmp_path / "my.toml"
     file.write_text('lr = 1e-3\nseed = 7\n[spiking]\nT = 4\nreadout = "mean-mem"\n')
     argv = ["train", "--preset", "laptop", "--config", str(file), "--seed", "3"]
-    cfg = config_from_args(build_parser().parse_args(argv))
+    cfg = config_from_flags(parse_train_flags(argv[1:]))
     assert (cfg.lr, cfg.seed, cfg.spiking.T, cfg.spiking.readout.value) == (1e-3, 3, 4, "mean-mem")
     assert cfg.total_steps == 60_000  # from the preset, untouched by the file
     # A game given on top of a CartPole preset replaces its env.
-    pong = config_from_args(build_parser().parse_args(["train", "--preset", "laptop", "--game",
+    pong = config_from_flags(parse_train_flags(["--preset", "laptop", "--game",
                                                        "breakout"]))  # fmt: skip
     assert (pong.game, pong.env) == ("breakout", None)
 
@@ -223,14 +219,14 @@ def test_print_config_writes_a_file_that_config_reads_back(
     toml = capsys.readouterr().out
     assert "[spiking]" in toml and "T = 3" in toml and 'env = "CartPole-v1"' in toml
     (tmp_path / "run.toml").write_text(toml)
-    again = config_from_args(build_parser().parse_args(["train", "--config",
+    again = config_from_flags(parse_train_flags(["--config",
                                                         str(tmp_path / "run.toml")]))  # fmt: skip
-    assert again == config_from_args(build_parser().parse_args(argv))
+    assert again == config_from_flags(parse_train_flags(argv[1:]))
     assert not ray.is_initialized()
     # A run's train_config.json is a config file too.
     (tmp_path / "train_config.json").write_text(json.dumps(again.to_dict()))
     saved = str(tmp_path / "train_config.json")
-    from_json = config_from_args(build_parser().parse_args(["train", "--config", saved]))
+    from_json = config_from_flags(parse_train_flags(["--config", saved]))
     assert from_json == again
 
 
@@ -255,27 +251,93 @@ def test_a_bad_config_file_is_one_line(
     assert "unknown preset 'laptopp' (did you mean laptop?)" in capsys.readouterr().err
 
 
-def test_the_help_groups_the_flags_and_shows_choices_and_defaults(
+def _help_groups(text: str) -> dict[str, str]:
+    """tyro's --help (its plain form, off a terminal) as {group title: its text, wrapped lines
+    joined}."""
+    parts = re.split(r"\n (\S[^\n]*?) *\n -{20,} *\n", text)
+    return {
+        title: " ".join(body.split()) for title, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+
+
+def test_the_help_groups_the_flags_by_the_configs_sections_with_choices_and_defaults(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["train", "--help"]) == 0
-    text = capsys.readouterr().out
-    for group in ("run set-up:", "environment:", "model:", "spiking network", "learning",
-                  "pipeline", "evaluation and checkpoints:", "ops:"):  # fmt: skip
-        assert f"\n{group}" in text, group
-    assert "--readout {last-mem,max-mem,mean-mem,firing-rate}" in text
-    assert "--model {dsqn,dqn}" in text and "--loss {mse,huber}" in text
-    assert "[default: 50_000]" in text and "[default: max-mem]" in text
-    flags = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "spiking"]
-    for name in flags:
-        assert "--" + name.replace("_", "-") in text, name
-    # Every flag has a help text of its own (the field's docstring).
-    from dsqn_rllib.cli import field_docs
     from dsqn_rllib.snn.networks import SpikingConfig
+    from dsqn_rllib.train_flags import field_docs
 
-    docs = {**field_docs(TrainConfig), **field_docs(SpikingConfig)}
-    undocumented = [n for n, d in docs.items() if not d.help and n != "spiking"]
-    assert undocumented == []
+    assert main(["train", "--help"]) == 0
+    groups = _help_groups(capsys.readouterr().out)
+    assert list(groups) == [
+        "options", "run-setup options", "environment options", "model options",
+        "spiking-network options", "learning options", "pipeline options",
+        "evaluation-and-checkpoints options", "ops options",
+    ]  # fmt: skip
+    # Each field's flag sits in the group of its config section, with its docstring as help.
+    section_group = {"Environment": "environment", "Model": "model",
+                     "Learning (the authors' DQN)": "learning",
+                     "Pipeline: sampling and learning resources": "pipeline",
+                     "Evaluation and checkpoints": "evaluation-and-checkpoints",
+                     "Ops: health, metrics, run directory and run registry": "ops"}  # fmt: skip
+    for cls in (TrainConfig, SpikingConfig):
+        for name, doc in field_docs(cls).items():
+            if name == "spiking":
+                continue
+            group = "spiking-network" if cls is SpikingConfig else section_group[doc.section]
+            body = groups[f"{group} options"]
+            flag = "--" + name.replace("_", "-")
+            assert re.search(rf"(^| ){flag}[ ,]", body), (name, group)
+            assert doc.help and " ".join(doc.help.split()) in body, name
+    for group in ("run-setup", "environment", "model", "spiking-network"):
+        for flag in ("--preset", "--config", "--print-config", "--resume"):
+            assert (flag in groups[f"{group} options"]) == (group == "run-setup")
+    assert "--readout {last-mem,max-mem,mean-mem,firing-rate}" in groups["spiking-network options"]
+    assert "--model {dsqn,dqn}" in groups["model options"]
+    assert "--loss {mse,huber}" in groups["learning options"]
+    learning, ops = groups["learning options"], groups["ops options"]
+    assert "Env steps collected before the first update. (default: 50000)" in learning
+    assert "--metrics-port {none}|INT" in ops and "port; None: off). (default: none)" in ops
+    assert "(default: 256,256)" in groups["model options"]
+    assert "(default: max-mem)" in groups["spiking-network options"]
+
+
+def test_flags_take_values_as_the_config_writes_them() -> None:
+    """Both list forms, none for an optional value, enums by value, `_` or `-` in a flag."""
+    flags = parse_train_flags(["--hidden-sizes", "32,16", "--metrics-port", "none",
+                               "--readout", "firing-rate", "--learning_starts", "7"])  # fmt: skip
+    assert flags.given == {
+        "hidden_sizes": (32, 16), "metrics_port": None, "learning_starts": 7,
+        "spiking": {"readout": Readout.FIRING_RATE},
+    }  # fmt: skip
+    assert parse_train_flags(["--hidden-sizes", "32", "16"]).given["hidden_sizes"] == (32, 16)
+    assert parse_train_flags(["--grad-clip", "None"]).given["grad_clip"] is None
+    assert parse_train_flags(["--no-bias", "--double-q"]).given == {
+        "double_q": True, "spiking": {"bias": False},
+    }  # fmt: skip
+    # A flag given with its default value is given: it wins over the preset's value.
+    cfg = config_from_flags(parse_train_flags(["--preset", "laptop", "--total-steps", "20000000"]))
+    assert cfg.total_steps == TrainConfig().total_steps != 60_000
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["--lr"], "--lr expects a value (FLOAT)"),
+        (["--lr", "fast"], "--lr expects float, got 'fast'"),
+        (["--lrr", "3"], "unrecognized arguments: --lrr 3 (did you mean --lr?)"),
+        (["--print-config", "yes"], "unrecognized arguments: yes"),
+        (
+            ["--execution", "fold"],
+            "--execution 'fold' is not allowed (did you mean folded?); allowed: auto, reference, "
+            "folded",
+        ),
+    ],
+)
+def test_every_kind_of_parse_error_is_one_line(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", *argv]) == 2
+    assert capsys.readouterr().err == f"dsqn: error: {line}; see dsqn train --help\n"
 
 
 def test_the_effective_config_is_said_at_start(capsys: pytest.CaptureFixture[str]) -> None:

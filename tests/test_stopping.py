@@ -67,8 +67,8 @@ def test_checkpoint_every_minutes_is_a_documented_flag_and_validated(
     assert TrainConfig().checkpoint_every_minutes == 30.0
     assert main(["train", "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "--checkpoint-every-minutes X Also write the latest" in help_text
-    assert "(0: by env steps only). [default: 30.0]" in help_text
+    assert "--checkpoint-every-minutes FLOAT Also write the latest" in help_text
+    assert "(0: by env steps only). (default: 30.0)" in help_text
     assert TrainConfig(checkpoint_every_minutes=0).validate().checkpoint_every_minutes == 0
     with pytest.raises(ConfigError, match=r"checkpoint_every_minutes must be a number >= 0\.0"):
         TrainConfig(checkpoint_every_minutes=-1.0).validate()
