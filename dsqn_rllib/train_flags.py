@@ -137,7 +137,7 @@ def field_docs(cls: type) -> dict[str, FieldDoc]:
     return docs
 
 
-# --help's groups: (group name, the config's section comment or a title of its own).
+# The spiking options' --help group: (name, description); the others come from the sections.
 _SPIKING_GROUP = ("spiking_network", "ignored for --model dqn")
 # What a text flag holds, by the last word of its name (tyro would say STR).
 _TEXT_METAVARS = {"game": "NAME", "env": "ID", "dir": "DIR", "id": "NAME", "url": "URL",
@@ -258,7 +258,9 @@ def _one_line(event: Any, known_flags: list[str]) -> str:
         close = difflib.get_close_matches(event.value, choices, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         return f"{name} {event.value!r} is not allowed{hint}; allowed: {', '.join(choices)}"
-    if isinstance(event, tyro_errors.BadValue):
+    if isinstance(event, tyro_errors.BadValue):  # too few values, or one for a fixed flag
+        if event.offending_value is not None:
+            return f"{name} takes no value, got {event.offending_value!r}"
         return f"{name} expects a value ({argument.lowered.metavar})"
     if isinstance(event, tyro_errors.InstantiationFailure):
         return f"{name} {_plain_conversion_error(event.message, argument)}"
